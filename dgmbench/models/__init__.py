@@ -1,0 +1,12 @@
+from dgmbench.models.base import (  # noqa: F401
+    MODELS,
+    Bound,
+    EnergyBased,
+    ExactLikelihood,
+    GenerativeModel,
+    Implicit,
+    LowerBound,
+    TrainConfig,
+    build_model,
+    register_model,
+)
