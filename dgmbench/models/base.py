@@ -58,6 +58,9 @@ class GenerativeModel(nn.Module, ABC):
     family: ClassVar[str]  # "autoregressive", "latent", "energy", "flow", "gan", "mixture"
     value_types: ClassVar[tuple[str, ...]] = ("binary",)  # data the model accepts
     citation: ClassVar[str] = ""
+    # TrainConfig defaults this family needs (e.g. {"batch_size": None} for full-batch EM);
+    # applied before the user's overrides.
+    train_defaults: ClassVar[dict] = {}
 
     def __init__(self, config: Any, info: DataInfo):
         super().__init__()

@@ -1,0 +1,114 @@
+"""The results store: one JSON file per run under ``<results>/records/``.
+
+Why one file per record: a record is written to a temporary file, fsynced, and then
+hard-linked to its final name, which fails if that name exists. So two concurrent
+writers never interleave, a kill at any moment leaves either no record or a whole one
+(never half of one), an existing record is never overwritten, and committed results
+merge in git without conflicts. A run's record name contains its run key (a hash of
+model, data, configs, seed and evaluation settings), so a resumed or repeated run cannot
+add a second record for the same configuration unless asked to (``force``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RECORDS = "records"
+
+
+class DuplicateRecordError(FileExistsError):
+    pass
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(obj: Any) -> str:
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
+@dataclass
+class ResultsStore:
+    root: Path
+
+    def __post_init__(self):
+        self.root = Path(self.root)
+
+    @property
+    def records_dir(self) -> Path:
+        return self.root / RECORDS
+
+    def record_path(self, run_key: str, model: str, board: str, seed: int, attempt: int = 0) -> Path:
+        stem = f"{model}__{board.replace('/', '__')}__seed{seed}__{run_key[:12]}"
+        return self.records_dir / (stem + (f"__{attempt}" if attempt else "") + ".json")
+
+    def existing(self, run_key: str) -> list[Path]:
+        if not self.records_dir.exists():
+            return []
+        return sorted(self.records_dir.glob(f"*__{run_key[:12]}*.json"))
+
+    def append(self, record: dict, force: bool = False) -> Path:
+        """Write `record` atomically under a new name; refuse a second record for the same
+        run key unless `force` (then it gets the next attempt number)."""
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        key, model, board, seed = record["run_key"], record["model"], record["board"], record["seed"]
+        if self.existing(key) and not force:
+            raise DuplicateRecordError(
+                f"a record for this exact run already exists: {self.existing(key)[0]} "
+                "(rerun with --force to record a repeat)"
+            )
+        text = json.dumps(record, indent=1, sort_keys=True, default=str) + "\n"
+        fd, tmp = tempfile.mkstemp(dir=self.records_dir, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            for attempt in range(0, 1000):
+                target = self.record_path(key, model, board, seed, attempt)
+                try:
+                    os.link(tmp, target)  # atomic and exclusive: fails if target exists
+                except FileExistsError:
+                    if not force:
+                        raise DuplicateRecordError(f"a record already exists at {target}") from None
+                    continue
+                _fsync_dir(self.records_dir)
+                return target
+            raise DuplicateRecordError(f"too many repeats of run {key[:12]}")
+        finally:
+            os.unlink(tmp)
+
+    def load_one(self, path: Path) -> dict:
+        record = json.loads(Path(path).read_text())
+        record["_path"] = str(path)
+        return record
+
+    def load(self) -> list[dict]:
+        """All records; a file that is not valid JSON is reported, never silently dropped."""
+        records = []
+        if not self.records_dir.exists():
+            return records
+        for path in sorted(self.records_dir.glob("*.json")):
+            if path.name.startswith(".tmp-"):
+                continue
+            try:
+                record = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise ValueError(f"corrupt result record {path}: {err}") from err
+            record["_path"] = str(path)
+            records.append(record)
+        return records
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,175 @@
+"""One training loop for every family.
+
+Per epoch: shuffle ``dataset.train_epoch(epoch)`` (dynamic binarization resamples here),
+call ``model.training_step`` on each minibatch (a gradient step by default; EM, CD or GAN
+updates where the model overrides it), score the validation split for early stopping, and
+checkpoint. A non-finite training scalar stops the run before anything is saved, so the
+last checkpoint on disk is the last good one. A run whose directory holds a checkpoint
+resumes from it: model, optimisers, RNG states and early-stopping state included.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from dgmbench.data.base import Dataset
+from dgmbench.models.base import GenerativeModel, TrainConfig
+from dgmbench.train.checkpoint import load_checkpoint, save_checkpoint
+
+LAST, BEST = "last.pt", "best.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainSummary:
+    epochs_completed: int
+    best_epoch: int | None
+    best_validation: float | None
+    stopped_early: bool
+    train_seconds: float
+    resumed_from_epoch: int | None
+    history: list[dict] = field(default_factory=list)
+
+
+def batches(n: int, batch_size: int | None, generator: torch.Generator | None):
+    """Index tensors covering range(n): shuffled minibatches, or one full batch."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    size = n if batch_size is None else batch_size
+    return order.split(size)
+
+
+@torch.no_grad()
+def validation_score(model: GenerativeModel, x: torch.Tensor, batch_size: int, device) -> float | None:
+    """Example-weighted mean of the model's validation score over batches."""
+    total, count = 0.0, 0
+    for index in batches(len(x), batch_size, None):
+        score = model.validation_score(x[index].to(device))
+        if score is None:
+            return None
+        total += score * len(index)
+        count += len(index)
+    return total / count
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def fit(
+    model: GenerativeModel,
+    dataset: Dataset,
+    train: TrainConfig,
+    run_dir: Path,
+    device: torch.device,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainSummary:
+    run_dir = Path(run_dir)
+    model.to(device)
+    optimizers = model.configure_optimizers(train)
+    shuffle = torch.Generator().manual_seed(train.seed)
+    torch.manual_seed(train.seed)
+
+    start_epoch, best, best_epoch, bad_epochs, seconds, history = 0, math.inf, None, 0, 0.0, []
+    stopped_early = False
+    resumed_from = None
+    if (run_dir / LAST).exists():
+        ckpt = load_checkpoint(run_dir / LAST, map_location=device)
+        model.load_state_dict(ckpt["model"])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(ckpt["optimizers"][name])
+        shuffle.set_state(ckpt["shuffle"])
+        _set_rng_state(ckpt["rng"], device)
+        start_epoch, best, best_epoch = ckpt["epoch"], ckpt["best"], ckpt["best_epoch"]
+        bad_epochs, seconds, history = ckpt["bad_epochs"], ckpt["seconds"], ckpt["history"]
+        stopped_early = ckpt["stopped_early"]
+        resumed_from = start_epoch
+        log(f"resuming {run_dir.name} from epoch {start_epoch}")
+
+    valid = dataset.split("valid")
+    for epoch in range(start_epoch, train.epochs):
+        tic = time.perf_counter()
+        model.train()
+        x = dataset.train_epoch(epoch)
+        sums: dict[str, float] = {}
+        steps = batches(len(x), train.batch_size, shuffle)
+        bar = tqdm(steps, desc=f"epoch {epoch + 1}/{train.epochs}", disable=not progress, leave=False)
+        for step, index in enumerate(bar):
+            scalars = model.training_step(x[index].to(device), optimizers, train)
+            bad = {k: v for k, v in scalars.items() if not math.isfinite(v)}
+            if bad:
+                raise NonFiniteLossError(
+                    f"non-finite training value {bad} at epoch {epoch + 1}, step {step + 1}; the run "
+                    f"stopped and kept its last good checkpoint ({run_dir / LAST}, after epoch "
+                    f"{epoch}). Lower the learning rate or set grad_clip, then rerun to resume."
+                )
+            for k, v in scalars.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if progress:
+                bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items()})
+        model.eval()
+        score = validation_score(model, valid, train.eval_batch_size, device)
+        seconds += time.perf_counter() - tic
+        entry = {k: v / len(steps) for k, v in sums.items()}
+        entry.update(epoch=epoch + 1, valid=score if score is not None else float("nan"))
+        history.append(entry)
+        improved = score is None or score < best
+        if improved:
+            best, best_epoch, bad_epochs = (score if score is not None else best), epoch + 1, 0
+            save_checkpoint({"model": model.state_dict()}, run_dir / BEST)
+        else:
+            bad_epochs += 1
+        stop = train.patience is not None and score is not None and bad_epochs >= train.patience
+        save_checkpoint(
+            {
+                "model": model.state_dict(),
+                "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+                "shuffle": shuffle.get_state(),
+                "rng": _rng_state(device),
+                "epoch": epoch + 1 if not stop else train.epochs,
+                "best": best,
+                "best_epoch": best_epoch,
+                "bad_epochs": bad_epochs,
+                "seconds": seconds,
+                "history": history,
+                "stopped_early": stop,
+            },
+            run_dir / LAST,
+        )
+        if progress:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "epoch")
+            log(f"epoch {epoch + 1}: {shown}")
+        if stop:
+            stopped_early = True
+            log(f"early stopping after epoch {epoch + 1}: no validation improvement in {train.patience} epochs")
+            break
+
+    if (run_dir / BEST).exists():
+        model.load_state_dict(load_checkpoint(run_dir / BEST, map_location=device)["model"])
+    return TrainSummary(
+        epochs_completed=len(history),
+        best_epoch=best_epoch,
+        best_validation=None if best == math.inf else best,
+        stopped_early=stopped_early,
+        train_seconds=seconds,
+        resumed_from_epoch=resumed_from,
+        history=history,
+    )
