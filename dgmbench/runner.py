@@ -139,7 +139,8 @@ def run(spec: RunSpec, log=print) -> dict:
         settings=settings,
         workdir=str(Path(spec.workdir) / "cache"),
     )
-    metrics = evaluate(model, dataset, ctx)
+    only = settings.get("metrics")  # e.g. -e 'metrics=["exact_likelihood"]'; default: all that apply
+    metrics = evaluate(model, dataset, ctx, only=[only] if isinstance(only, str) else only)
     eval_seconds = time.perf_counter() - eval_tic
 
     torch.manual_seed(spec.seed)

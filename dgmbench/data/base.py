@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from dgmbench.registry import Registry, import_submodules
+from dgmbench.registry import Registry, UnknownNameError, import_submodules
 
 SPLITS = ("train", "valid", "test")
 VALUE_TYPES = ("binary", "discrete", "continuous")
@@ -68,7 +68,7 @@ class Dataset:
 
     def split(self, name: str) -> torch.Tensor:
         if name not in self.splits:
-            raise KeyError(f"unknown split {name!r}; valid splits: {', '.join(self.splits)}")
+            raise UnknownNameError(f"unknown split {name!r}; valid splits: {', '.join(self.splits)}")
         return self.splits[name]
 
     def train_epoch(self, epoch: int) -> torch.Tensor:
@@ -91,7 +91,7 @@ class DatasetSpec:
     def load(self, variant: str | None = None) -> Dataset:
         variant = variant or self.variants[0]
         if variant not in self.variants:
-            raise KeyError(
+            raise UnknownNameError(
                 f"dataset {self.name!r} has no variant {variant!r}; valid variants: "
                 f"{', '.join(self.variants)}"
             )

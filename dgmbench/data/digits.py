@@ -40,8 +40,24 @@ def _levels() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
 
 
 def dequantize(levels: torch.Tensor, num_levels: int, seed: int) -> torch.Tensor:
-    noise = torch.rand(levels.shape, generator=torch.Generator().manual_seed(seed))
-    return (levels + noise) / num_levels
+    """(level + u) / num_levels with u ~ U(0,1), inside the level's bin: floor(x * L) == level.
+
+    In float32, level + u rounds up to level + 1 when u is within an ulp of 1 (for 8-bit
+    data about one pixel in 2^16), and division by L=17 can round across a bin edge; such
+    values are moved one ulp back into their bin so that the discrete data is recoverable
+    and every value lies in [0, 1)."""
+    levels = levels.float()
+    x = torch.rand(levels.shape, generator=torch.Generator().manual_seed(seed))
+    x.add_(levels).div_(num_levels)  # in place: this runs on every epoch of 50k images
+    outside = torch.floor(x * num_levels) != levels
+    if outside.any():
+        stray, level = x[outside], levels[outside]
+        for _ in range(4):  # one ulp per step; one step is enough for rounding errors
+            bin_index = torch.floor(stray * num_levels)
+            toward = torch.where(bin_index > level, torch.zeros_like(stray), torch.ones_like(stray))
+            stray = torch.where(bin_index == level, stray, torch.nextafter(stray, toward))
+        x[outside] = stray
+    return x
 
 
 def _load(variant: str) -> Dataset:

@@ -1,0 +1,31 @@
+"""Test-wide settings: real data come from the offline copy next to the checkout (never
+downloaded), caches go to a per-session temporary directory."""
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("DGMBENCH_DATA_DIR", str((REPO.parent / "shared" / "data").resolve()))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    if "DGMBENCH_CACHE_DIR" not in os.environ:
+        os.environ["DGMBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("dgmbench-cache"))
+    yield
+
+
+def all_binary_vectors(dim: int) -> torch.Tensor:
+    """Every x in {0,1}^dim, shape (2^dim, dim)."""
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=dim)))
+
+
+def vector_info(dim: int, value_type: str = "binary", num_levels: int | None = 2):
+    from dgmbench.data.base import DataInfo
+
+    return DataInfo(name="tiny", variant="test", shape=(dim,), value_type=value_type, num_levels=num_levels)

@@ -1,0 +1,105 @@
+"""The one trainer: non-finite losses stop the run and keep the last good checkpoint;
+an interrupted run resumes exactly; early stopping follows the validation score."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import vector_info
+from dgmbench.data.base import Dataset
+from dgmbench.models import GenerativeModel, TrainConfig
+from dgmbench.train import NonFiniteLossError, fit, load_checkpoint
+
+
+@dataclass
+class ToyConfig:
+    blow_up_at_epoch: int | None = None
+
+
+class Toy(GenerativeModel):
+    """Bernoulli with one logit per dimension; can be told to produce NaN at an epoch."""
+
+    Config = ToyConfig
+    family = "test"
+
+    def __init__(self, config, info):
+        super().__init__(config, info)
+        self.logit = nn.Parameter(torch.zeros(info.dim))
+        self.register_buffer("epoch_seen", torch.zeros((), dtype=torch.long))
+
+    def loss(self, x):
+        return nn.functional.binary_cross_entropy_with_logits(self.logit.expand_as(x), x)
+
+    def training_step(self, x, optimizers, train):
+        scalars = super().training_step(x, optimizers, train)
+        if self.config.blow_up_at_epoch is not None and self.epoch_seen.item() >= self.config.blow_up_at_epoch:
+            with torch.no_grad():
+                self.logit.fill_(float("nan"))
+            return {"loss": float("nan")}
+        return scalars
+
+    def sample(self, n):
+        return torch.bernoulli(torch.sigmoid(self.logit).expand(n, -1))
+
+
+def toy_dataset(n=64, dim=5) -> Dataset:
+    g = torch.Generator().manual_seed(0)
+    x = torch.bernoulli(torch.full((n, dim), 0.3), generator=g)
+    return Dataset(vector_info(dim), {"train": x, "valid": x[:16], "test": x[:16]})
+
+
+class EpochCounter:
+    """Counts epochs through the dataset hook (the trainer calls train_epoch once per epoch)."""
+
+    def __init__(self, model, dataset):
+        self.model, self.dataset = model, dataset
+
+    def __call__(self, epoch):
+        self.model.epoch_seen.fill_(epoch)
+        return self.dataset.splits["train"]
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    data = toy_dataset()
+    model = Toy(ToyConfig(blow_up_at_epoch=3), data.info)
+    data.resample_train = EpochCounter(model, data)
+    with pytest.raises(NonFiniteLossError, match="epoch 4"):
+        fit(model, data, TrainConfig(epochs=10, batch_size=16, patience=None), tmp_path, torch.device("cpu"), progress=False)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["epoch"] == 3
+    assert torch.isfinite(ckpt["model"]["logit"]).all()
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+    data = toy_dataset()
+    train = TrainConfig(epochs=6, batch_size=8, patience=None, lr=0.05)
+    straight = Toy(ToyConfig(), data.info)
+    torch.manual_seed(0)
+    fit(straight, data, train, tmp_path / "straight", torch.device("cpu"), progress=False)
+
+    interrupted = Toy(ToyConfig(), data.info)
+    fit(interrupted, data, TrainConfig(**{**train.__dict__, "epochs": 3}), tmp_path / "split", torch.device("cpu"), progress=False)
+    resumed = Toy(ToyConfig(), data.info)  # a fresh process: new model, state from disk
+    summary = fit(resumed, data, train, tmp_path / "split", torch.device("cpu"), progress=False)
+    assert summary.resumed_from_epoch == 3 and summary.epochs_completed == 6
+    assert torch.allclose(resumed.logit, straight.logit, atol=1e-6)
+
+
+def test_early_stopping_after_patience(tmp_path):
+    data = toy_dataset()
+    model = Toy(ToyConfig(), data.info)
+    scores = iter([5.0, 4.0, 4.5, 4.6, 4.7, 1.0])
+    model.validation_score = lambda x: next(scores)
+    summary = fit(model, data, TrainConfig(epochs=6, batch_size=None, patience=3, eval_batch_size=1000),
+                  tmp_path, torch.device("cpu"), progress=False)
+    assert summary.stopped_early and summary.epochs_completed == 5 and summary.best_epoch == 2
+
+
+def test_checkpoints_load_with_weights_only(tmp_path):
+    data = toy_dataset()
+    fit(Toy(ToyConfig(), data.info), data, TrainConfig(epochs=1, patience=None), tmp_path, torch.device("cpu"), progress=False)
+    for name in ("last.pt", "best.pt"):
+        torch.load(tmp_path / name, weights_only=True)
