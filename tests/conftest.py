@@ -10,6 +10,10 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+# Tests use small tensors, for which one thread is fastest and deterministic; subprocesses
+# started by tests inherit it through the environment.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 os.environ.setdefault("DGMBENCH_DATA_DIR", str((REPO.parent / "shared" / "data").resolve()))
 
 

@@ -45,6 +45,31 @@ class EvalContext:
     def generator(self, offset: int = 0) -> torch.Generator:
         return torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + offset)
 
+    # model samples drawn for this evaluation, by (model id, n): see model_samples
+    _samples: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+@torch.no_grad()
+def model_samples(model, n: int, ctx: EvalContext) -> torch.Tensor:
+    """n samples of `model` (float, on the CPU), drawn in batches of ctx.batch_size under a
+    forked RNG seeded with ctx.seed, so the caller's random state is untouched and every
+    sample-based metric of one evaluation scores the same samples. They are drawn once per
+    (model, n) and evaluation; a metric asking for the same n gets them from the cache,
+    exactly as it would have drawn them itself."""
+    key = (id(model), n)
+    cached = ctx._samples.get(key)
+    if cached is not None and cached[0] is model:
+        return cached[1]
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(ctx.seed)
+        if devices:
+            torch.cuda.manual_seed(ctx.seed)
+        chunks = [model.sample(len(batch)).detach().cpu() for batch in torch.arange(n).split(ctx.batch_size)]
+    samples = torch.cat(chunks).float()
+    ctx._samples[key] = (model, samples)
+    return samples
+
 
 class Metric(Protocol):
     name: str
@@ -54,7 +79,12 @@ class Metric(Protocol):
     def __call__(self, model, dataset: Dataset, ctx: EvalContext) -> list[MetricValue]: ...
 
 
-METRICS: Registry[Metric] = Registry("metric", loader=lambda: import_submodules("dgmbench.metrics"))
+def _load_metrics() -> None:
+    import_submodules("dgmbench.metrics")
+    import_submodules("dgmbench.models")  # some model files register their own metric (e.g. dbm_vlb)
+
+
+METRICS: Registry[Metric] = Registry("metric", loader=_load_metrics)
 
 
 def register_metric(metric: Metric) -> Metric:
