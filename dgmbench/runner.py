@@ -174,7 +174,8 @@ def run(spec: RunSpec, log=print) -> dict:
             "history": summary.history,
         },
         "eval_seconds": round(eval_seconds, 3),
-        "wall_seconds": round(time.perf_counter() - tic, 3),
+        # this invocation plus the training time of interrupted earlier ones (resume)
+        "wall_seconds": round(time.perf_counter() - tic + summary.seconds_before_resume, 3),
         "n_parameters": model.num_parameters(),
         "data": {
             "n_train": len(dataset.split("train")),

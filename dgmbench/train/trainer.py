@@ -37,6 +37,7 @@ class TrainSummary:
     stopped_early: bool
     train_seconds: float
     resumed_from_epoch: int | None
+    seconds_before_resume: float  # training time spent by earlier, interrupted invocations
     history: list[dict] = field(default_factory=list)
 
 
@@ -90,6 +91,7 @@ def fit(
 
     start_epoch, best, best_epoch, bad_epochs, seconds, history = 0, math.inf, None, 0, 0.0, []
     stopped_early = False
+    seconds_before_resume = 0.0
     resumed_from = None
     if (run_dir / LAST).exists():
         ckpt = load_checkpoint(run_dir / LAST, map_location=device)
@@ -102,6 +104,7 @@ def fit(
         bad_epochs, seconds, history = ckpt["bad_epochs"], ckpt["seconds"], ckpt["history"]
         stopped_early = ckpt["stopped_early"]
         resumed_from = start_epoch
+        seconds_before_resume = seconds
         log(f"resuming {run_dir.name} from epoch {start_epoch}")
 
     valid = dataset.split("valid")
@@ -171,5 +174,6 @@ def fit(
         stopped_early=stopped_early,
         train_seconds=seconds,
         resumed_from_epoch=resumed_from,
+        seconds_before_resume=seconds_before_resume,
         history=history,
     )
