@@ -241,3 +241,18 @@ def test_runs_on_cuda_with_a_cpu_or_cuda_generator():
     for generator in (torch.Generator().manual_seed(0), torch.Generator(device="cuda").manual_seed(0)):
         result = run_ais(model.annealing_path(torch.full((64,), 0.3)), schedule(20), chains=5, generator=generator)
         assert math.isfinite(result.log_z)
+
+
+def test_quick_run_through_the_runner_records_ais_and_raise(tmp_path):
+    """Regression: the AIS metric's training-set bound once flattened images before
+    scoring them, which broke image-shaped energy models in the runner."""
+    from dgmbench.results import ResultsStore
+    from dgmbench.runner import RunSpec, run
+
+    run(RunSpec(model="crbm", quick=True, results_dir=str(tmp_path / "r"), workdir=str(tmp_path / "w"),
+                train_options={"epochs": 1}, progress=False,
+                eval_options={"metrics": ["ais_nll", "raise_nll"], "ais_temperatures": 200, "raise_temperatures": 100}),
+        log=lambda msg: None)
+    (record,) = ResultsStore(tmp_path / "r").load()
+    names = {m["name"] for m in record["metrics"]}
+    assert {"ais_nll", "raise_nll"} <= names

@@ -312,7 +312,7 @@ class AISNegativeLogLikelihood:
         # part of the sum over all states. AIS below it has missed mass (e.g. a model that
         # collapsed onto a few training images), and its NLL is then certainly too low.
         if dataset.info.value_type != "continuous":
-            unique_train = torch.unique(train.flatten(1), dim=0)
+            unique_train = torch.unique(train.flatten(1), dim=0).view(-1, *train.shape[1:])
             bound = float(torch.logsumexp(_unnormalized_log_probs(model, unique_train, ctx.batch_size), 0))
             protocol["log_z_lower_bound_from_train"] = bound
             protocol["ais_log_z_below_certain_bound"] = result.log_z < bound
