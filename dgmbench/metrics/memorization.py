@@ -32,9 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dgmbench.metrics.base import EvalContext, MetricValue, register_metric
+from dgmbench.metrics.base import EvalContext, MetricValue, model_samples, register_metric
 from dgmbench.metrics.fidelity import conversion_rule, to_uint8
-from dgmbench.metrics.base import model_samples
 from dgmbench.metrics.prdc import DEFAULT_MAX_BLOCK_ELEMENTS
 
 COPY_THRESHOLD = 0.1  # fraction of the median held-out -> train nearest-neighbour distance

@@ -24,10 +24,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from dgmbench.metrics.ais import binary_states, bernoulli_log_partition, logsumexp_over_binary_states
+from dgmbench.metrics.ais import bernoulli_log_partition, binary_states, logsumexp_over_binary_states
 from dgmbench.models.base import EnergyBased, GenerativeModel, TrainConfig, register_model
 from dgmbench.models.rbm import _bernoulli
 

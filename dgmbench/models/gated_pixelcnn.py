@@ -42,7 +42,7 @@ from dgmbench.models.layers.masked_conv import (
     receptive_reach,
 )
 from dgmbench.models.layers.pixel_outputs import (
-    logits_per_channel,
+    output_head,
     pixel_log_prob,
     sample_raster,
     scale_levels,
@@ -111,19 +111,13 @@ class GatedPixelCNN(GenerativeModel, ExactLikelihood):
         channels = info.shape[0]
         self.num_levels = info.num_levels
         self.num_classes = info.num_classes if config.conditional else None
-        k = logits_per_channel(self.num_levels)
         hidden, first = config.hidden, config.first_kernel
         self.vertical_in = MaskedConv2d(channels, hidden, first, "A", channels, "vertical")
         self.horizontal_in = MaskedConv2d(channels, hidden, (1, first), "A", channels, "horizontal")
         self.layers = nn.ModuleList(
             GatedLayer(hidden, config.kernel, channels, self.num_classes) for _ in range(config.num_layers)
         )
-        self.output = nn.Sequential(
-            nn.ReLU(),
-            MaskedConv2d(hidden, config.output_hidden, 1, "B", channels),
-            nn.ReLU(),
-            MaskedConv2d(config.output_hidden, channels * k, 1, "B", channels),
-        )
+        self.output = output_head(hidden, config.output_hidden, channels, self.num_levels)
 
     def logits(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """(N, C*K, H, W) parameters of p(x_i,c | x_<i, x_i,<c [, y])."""

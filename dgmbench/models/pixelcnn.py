@@ -29,7 +29,7 @@ from torch import nn
 from dgmbench.models.base import ExactLikelihood, GenerativeModel, register_model
 from dgmbench.models.layers.masked_conv import MaskedConv2d, receptive_reach
 from dgmbench.models.layers.pixel_outputs import (
-    logits_per_channel,
+    output_head,
     pixel_log_prob,
     sample_raster,
     scale_levels,
@@ -80,7 +80,6 @@ class PixelCNN(GenerativeModel, ExactLikelihood):
         channels = info.shape[0]
         features = 2 * config.hidden
         self.num_levels = info.num_levels
-        k = logits_per_channel(self.num_levels)
         self.input_conv = MaskedConv2d(channels, features, config.first_kernel, "A", channels)
         if config.residual:
             blocks = [ResidualBlock(config.hidden, config.kernel, channels) for _ in range(config.num_blocks)]
@@ -90,12 +89,7 @@ class PixelCNN(GenerativeModel, ExactLikelihood):
                 for _ in range(config.num_blocks)
             ]
         self.blocks = nn.Sequential(*blocks)
-        self.output = nn.Sequential(
-            nn.ReLU(),
-            MaskedConv2d(features, config.output_hidden, 1, "B", channels),
-            nn.ReLU(),
-            MaskedConv2d(config.output_hidden, channels * k, 1, "B", channels),
-        )
+        self.output = output_head(features, config.output_hidden, channels, self.num_levels)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C*K, H, W): the parameters of p(x_i,c | x_<i, x_i,<c) for every pixel i and channel c."""

@@ -43,6 +43,7 @@ from dgmbench.models.base import ExactLikelihood, GenerativeModel, register_mode
 from dgmbench.models.layers.masked_conv import MaskedConv2d, channel_groups
 from dgmbench.models.layers.pixel_outputs import (
     logits_per_channel,
+    output_head,
     pixel_log_prob,
     sample_raster,
     sample_values,
@@ -119,17 +120,11 @@ class RowLSTM(GenerativeModel, ExactLikelihood):
         channels = info.shape[0]
         features = 2 * config.hidden
         self.num_levels = info.num_levels
-        k = logits_per_channel(self.num_levels)
         self.input_conv = MaskedConv2d(channels, features, config.first_kernel, "A", channels)
         self.layers = nn.ModuleList(
             RowLSTMLayer(features, config.hidden, config.kernel, channels) for _ in range(config.num_layers)
         )
-        self.output = nn.Sequential(
-            nn.ReLU(),
-            MaskedConv2d(features, config.output_hidden, 1, "B", channels),
-            nn.ReLU(),
-            MaskedConv2d(config.output_hidden, channels * k, 1, "B", channels),
-        )
+        self.output = output_head(features, config.output_hidden, channels, self.num_levels)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C*K, H, W): the parameters of p(x_i,c | x_<i, x_i,<c) for every pixel and channel."""
@@ -163,8 +158,8 @@ class RowLSTM(GenerativeModel, ExactLikelihood):
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         channels, height, width = self.info.shape
-        k = logits_per_channel(self.num_levels)
         states = self.initial_states(n)
+        k = logits_per_channel(self.num_levels)
         x = torch.zeros(n, channels, height, width, device=self.device, dtype=self.output[-1].weight.dtype)
         for row in range(height):
             for col in range(width):
@@ -262,17 +257,11 @@ class DiagonalBiLSTM(GenerativeModel, ExactLikelihood):
         channels = info.shape[0]
         features = 2 * config.hidden
         self.num_levels = info.num_levels
-        k = logits_per_channel(self.num_levels)
         self.input_conv = MaskedConv2d(channels, features, config.first_kernel, "A", channels)
         self.layers = nn.Sequential(
             *(DiagonalBiLSTMLayer(features, config.hidden, channels) for _ in range(config.num_layers))
         )
-        self.output = nn.Sequential(
-            nn.ReLU(),
-            MaskedConv2d(features, config.output_hidden, 1, "B", channels),
-            nn.ReLU(),
-            MaskedConv2d(config.output_hidden, channels * k, 1, "B", channels),
-        )
+        self.output = output_head(features, config.output_hidden, channels, self.num_levels)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C*K, H, W): the parameters of p(x_i,c | x_<i, x_i,<c) for every pixel and channel."""

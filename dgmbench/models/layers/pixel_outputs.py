@@ -15,6 +15,20 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from dgmbench.models.layers.masked_conv import MaskedConv2d
+
+
+def output_head(features: int, hidden: int, channels: int, num_levels: int) -> nn.Sequential:
+    """ReLU, 1x1 type-B masked conv, ReLU, 1x1 type-B masked conv to the C*K output map:
+    the per-pixel output stack shared by PixelCNN, Gated PixelCNN and PixelRNN."""
+    return nn.Sequential(
+        nn.ReLU(),
+        MaskedConv2d(features, hidden, 1, "B", channels),
+        nn.ReLU(),
+        MaskedConv2d(hidden, channels * logits_per_channel(num_levels), 1, "B", channels),
+    )
 
 
 def scale_levels(x: torch.Tensor, num_levels: int) -> torch.Tensor:
