@@ -85,16 +85,15 @@ def build_tables(records: list[dict], baselines: list[dict], dataset: str | None
             groups[(record["board"], record["model"], record["config_hash"])].append(record)
 
     tables: dict[str, list[Row]] = defaultdict(list)
-    configs_per_model = defaultdict(set)
-    for board, model, chash in groups:
-        configs_per_model[(board, model)].add(chash)
+    configs_per_model = defaultdict(dict)
+    for (board, model, chash), members in groups.items():
+        configs_per_model[(board, model)][chash] = _flat_config(members[0])
     for (board, model, chash), members in sorted(groups.items()):
         by_seed = {r["seed"]: r for r in sorted(members, key=lambda r: r["created"])}  # latest repeat wins
         label = model
         if members[0].get("suite") == "quick":
             label += " (quick)"
-        if len(configs_per_model[(board, model)]) > 1:
-            label += f" [{chash[:6]}]"
+        label += _distinguishing_options(configs_per_model[(board, model)], chash)
         row = Row(label=label, source="ours", seeds=len(by_seed))
         epochs = sorted({r["training"]["epochs_completed"] for r in by_seed.values()})
         row.epochs = "/".join(map(str, epochs))
@@ -115,6 +114,22 @@ def build_tables(records: list[dict], baselines: list[dict], dataset: str | None
     for board, rows in tables.items():
         rows.sort(key=lambda r: (r.source != "ours", _sort_key(r)))
     return dict(sorted(tables.items()))
+
+
+def _flat_config(record: dict) -> dict:
+    train = {k: v for k, v in record["train_config"].items() if k not in ("seed", "eval_batch_size")}
+    return {**record["model_config"], **train, **record.get("eval_settings", {})}
+
+
+def _distinguishing_options(configs: dict[str, dict], chash: str, most: int = 4) -> str:
+    """' [k=v, ...]' with the options in which this configuration differs from the model's
+    other configurations on the board ('' when it has only one), so rows say what they are."""
+    if len(configs) < 2:
+        return ""
+    mine = configs[chash]
+    keys = [k for k in mine if any(other.get(k) != mine[k] for other in configs.values())]
+    shown = ", ".join(f"{k}={mine[k]}" for k in keys[:most]) + (", ..." if len(keys) > most else "")
+    return f" [{shown or chash[:6]}]"
 
 
 def _sort_key(row: Row) -> float:
