@@ -87,13 +87,20 @@ class GenerativeModel(nn.Module, ABC):
             "model": torch.optim.Adam(self.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         }
 
+    uses_labels: bool = False  # True: the trainer passes class labels y to training_step
+
     def training_step(
-        self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], train: TrainConfig
+        self,
+        x: torch.Tensor,
+        optimizers: dict[str, torch.optim.Optimizer],
+        train: TrainConfig,
+        y: torch.Tensor | None = None,
     ) -> dict[str, float]:
-        """One update on batch x; returns the scalars to log (all must be finite)."""
+        """One update on batch x (with labels y for models that use them); returns the
+        scalars to log (all must be finite)."""
         (opt,) = optimizers.values()
         opt.zero_grad(set_to_none=True)
-        loss = self.loss(x)
+        loss = self.loss(x) if y is None else self.loss(x, y)
         loss.backward()
         if train.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.parameters(), train.grad_clip)

@@ -111,6 +111,7 @@ class GatedPixelCNN(GenerativeModel, ExactLikelihood):
         channels = info.shape[0]
         self.num_levels = info.num_levels
         self.num_classes = info.num_classes if config.conditional else None
+        self.uses_labels = self.num_classes is not None  # trained on log p(x | y)
         hidden, first = config.hidden, config.first_kernel
         self.vertical_in = MaskedConv2d(channels, hidden, first, "A", channels, "vertical")
         self.horizontal_in = MaskedConv2d(channels, hidden, (1, first), "A", channels, "horizontal")

@@ -112,11 +112,17 @@ def fit(
         tic = time.perf_counter()
         model.train()
         x = dataset.train_epoch(epoch)
+        labels = dataset.labels.get("train") if model.uses_labels else None
+        if model.uses_labels and labels is None:
+            raise ValueError(f"{type(model).__name__} is class-conditional, but {dataset.info.board} has no labels")
         sums: dict[str, float] = {}
         steps = batches(len(x), train.batch_size, shuffle)
         bar = tqdm(steps, desc=f"epoch {epoch + 1}/{train.epochs}", disable=not progress, leave=False)
         for step, index in enumerate(bar):
-            scalars = model.training_step(x[index].to(device), optimizers, train)
+            if labels is None:
+                scalars = model.training_step(x[index].to(device), optimizers, train)
+            else:
+                scalars = model.training_step(x[index].to(device), optimizers, train, y=labels[index].to(device))
             bad = {k: v for k, v in scalars.items() if not math.isfinite(v)}
             if bad:
                 raise NonFiniteLossError(
