@@ -206,19 +206,20 @@ class PrecisionRecallDensityCoverage:
         extractor = _extractor_for(dataset, ctx)
         if extractor is None:  # colour images with Inception not enabled: as FID, nothing
             return []
-        available = len(dataset.split(ctx.split))
+        split = ctx.setting("prdc_reference_split", ctx.split)
+        available = len(dataset.split(split))
         # Equal real and fake counts: PRD requires it, and the k-NN radii of both sides are
         # then on the same scale (Naeem et al. 2020 use equal sizes throughout).
         n = min(available, int(ctx.setting("prdc_samples", 1000 if ctx.quick else 10_000)))
-        real, feature_protocol = _features(dataset.split(ctx.split)[:n], dataset, extractor, ctx, ctx.split)
+        real, feature_protocol = _features(dataset.split(split)[:n], dataset, extractor, ctx, split)
         fake, _ = _features(model_samples(model, n, ctx), dataset, extractor, ctx)
 
         manifold = precision_recall_density_coverage(real.to(ctx.device), fake.to(ctx.device))
         protocol = {
             **feature_protocol,
             "board": dataset.info.board,
-            "split": ctx.split,
-            "reference": f"first {n} of the {ctx.split} split",
+            "split": split,
+            "reference": f"first {n} of the {split} split",
             "n_real": n,
             "n_fake": n,
             "sample_seed": ctx.seed,
