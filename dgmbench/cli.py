@@ -18,6 +18,12 @@ from pathlib import Path
 
 from dgmbench.registry import UnknownNameError
 
+# The quick suite is a demonstration and smoke run: by default its records go to a local,
+# git-ignored store, so that on a fresh clone it really trains every model instead of
+# finding the committed quick-suite records in results/ ("already recorded"). Pass
+# --results-dir results to record it there on purpose.
+QUICK_RESULTS = ".dgmbench/quick-results"
+
 # Modules that add their own subcommands through register_cli(subparsers).
 SUBCOMMAND_MODULES = ("dgmbench.human_study",)
 
@@ -56,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="evaluation settings, e.g. iwae_k=5000, ais_chains=100")
     run.add_argument("--quick", action="store_true", help="use the model's quick-suite configuration")
     run.add_argument("--models", help="with no --model: comma-separated subset of the quick suite")
-    run.add_argument("--results-dir", default="results")
+    run.add_argument("--results-dir", default=None,
+                     help=f"results store (default: results; for the quick suite {QUICK_RESULTS})")
     run.add_argument("--workdir", default=".dgmbench", help="checkpoints and caches")
     run.add_argument("--force", action="store_true", help="record a repeat of an already recorded run")
     run.add_argument("--no-progress", action="store_true")
@@ -124,7 +131,9 @@ def cmd_run(args) -> int:
     model = args.model or run_table.get("model")
     seeds = args.seed or [run_table.get("seed", 0)]
     if model is None:
+        args.results_dir = args.results_dir or QUICK_RESULTS
         return run_quick_suite(args, seeds)
+    args.results_dir = args.results_dir or "results"
     for seed in seeds:
         run(_spec_from_args(args, model, seed, config))
     return 0
@@ -150,7 +159,7 @@ def run_quick_suite(args, seeds) -> int:
             start = time.perf_counter()
             run(_spec_from_args(args, name, seed, {}), log=lambda msg: print(msg, flush=True))
             timings.append((name, time.perf_counter() - start))
-    print(f"\nquick suite: {len(timings)} runs in {time.perf_counter() - tic:.0f} s")
+    print(f"\nquick suite: {len(timings)} runs in {time.perf_counter() - tic:.0f} s; records in {args.results_dir}")
     for name, seconds in timings:
         print(f"  {name:24s} {seconds:6.1f} s")
     print()

@@ -128,3 +128,15 @@ def test_toml_config_file(tmp_path):
     (record,) = ResultsStore(tmp_path / "r").load()
     assert record["model_config"]["components"] == 3 and record["seed"] == 2
     assert json.loads(json.dumps(record))  # plain JSON
+
+
+def test_quick_suite_trains_into_a_local_store_and_prints_the_leaderboard(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--models", "fvsbn,bernoulli_mixture", "--no-progress", *LIKELIHOOD_ONLY]) == 0
+    out = capsys.readouterr().out
+    records = ResultsStore(tmp_path / ".dgmbench" / "quick-results").load()
+    assert sorted(r["model"] for r in records) == ["bernoulli_mixture", "fvsbn"]
+    assert all(r["suite"] == "quick" for r in records)
+    assert "quick suite: 2 runs" in out and "| fvsbn (quick) | ours | 1 |" in out
+    assert not (tmp_path / "results").exists()
+    assert main(["run", "--models", "fvsbn,nad"]) == 2  # unknown names list the valid ones
