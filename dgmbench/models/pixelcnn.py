@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dgmbench.models.base import ExactLikelihood, GenerativeModel, register_model
+from dgmbench.models.base import GenerativeModel, register_model
 from dgmbench.models.layers.masked_conv import MaskedConv2d, receptive_reach
 from dgmbench.models.layers.pixel_outputs import (
+    PixelLikelihood,
     output_head,
-    pixel_log_prob,
     sample_raster,
     scale_levels,
 )
@@ -65,7 +65,7 @@ class ResidualBlock(nn.Module):
 
 
 @register_model("pixelcnn")
-class PixelCNN(GenerativeModel, ExactLikelihood):
+class PixelCNN(PixelLikelihood, GenerativeModel):
     Config = PixelCNNConfig
     family = "autoregressive"
     value_types = ("binary", "discrete")
@@ -94,12 +94,6 @@ class PixelCNN(GenerativeModel, ExactLikelihood):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C*K, H, W): the parameters of p(x_i,c | x_<i, x_i,<c) for every pixel i and channel c."""
         return self.output(self.blocks(self.input_conv(scale_levels(x, self.num_levels))))
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        return pixel_log_prob(self.logits(x), x, self.num_levels)
-
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        return -self.log_prob(x).mean()
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

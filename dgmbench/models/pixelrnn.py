@@ -39,12 +39,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgmbench.models.base import ExactLikelihood, GenerativeModel, register_model
+from dgmbench.models.base import GenerativeModel, register_model
 from dgmbench.models.layers.masked_conv import MaskedConv2d, channel_groups
 from dgmbench.models.layers.pixel_outputs import (
+    PixelLikelihood,
     logits_per_channel,
     output_head,
-    pixel_log_prob,
     sample_raster,
     sample_values,
     scale_levels,
@@ -105,7 +105,7 @@ class RowLSTMLayer(nn.Module):
 
 
 @register_model("row_lstm")
-class RowLSTM(GenerativeModel, ExactLikelihood):
+class RowLSTM(PixelLikelihood, GenerativeModel):
     Config = RowLSTMConfig
     family = "autoregressive"
     value_types = ("binary", "discrete")
@@ -148,12 +148,6 @@ class RowLSTM(GenerativeModel, ExactLikelihood):
     def initial_states(self, n: int):
         x_row = torch.zeros(n, 1, self.info.shape[2], device=self.device, dtype=self.output[-1].weight.dtype)
         return [layer.initial_state(x_row) for layer in self.layers]
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        return pixel_log_prob(self.logits(x), x, self.num_levels)
-
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        return -self.log_prob(x).mean()
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
@@ -244,7 +238,7 @@ class DiagonalBiLSTMConfig:
 
 
 @register_model("diagonal_bilstm")
-class DiagonalBiLSTM(GenerativeModel, ExactLikelihood):
+class DiagonalBiLSTM(PixelLikelihood, GenerativeModel):
     Config = DiagonalBiLSTMConfig
     family = "autoregressive"
     value_types = ("binary", "discrete")
@@ -266,12 +260,6 @@ class DiagonalBiLSTM(GenerativeModel, ExactLikelihood):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C*K, H, W): the parameters of p(x_i,c | x_<i, x_i,<c) for every pixel and channel."""
         return self.output(self.layers(self.input_conv(scale_levels(x, self.num_levels))))
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        return pixel_log_prob(self.logits(x), x, self.num_levels)
-
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        return -self.log_prob(x).mean()
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

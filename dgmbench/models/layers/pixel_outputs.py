@@ -17,7 +17,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dgmbench.models.base import ExactLikelihood
 from dgmbench.models.layers.masked_conv import MaskedConv2d
+
+
+class PixelLikelihood(ExactLikelihood):
+    """Exact log p(x) of a model whose ``logits(x)`` is the per-pixel output map above; list it
+    before GenerativeModel among the bases so that its ``loss`` is the one used."""
+
+    num_levels: int
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return pixel_log_prob(self.logits(x), x, self.num_levels)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        return -self.log_prob(x).mean()
 
 
 def output_head(features: int, hidden: int, channels: int, num_levels: int) -> nn.Sequential:
