@@ -8,6 +8,8 @@ import torch
 
 from dgmbench.data.base import DataInfo
 
+MIN_DISPLAY_SIDE = 28  # nearest-neighbour upscaling of smaller images, so grids are legible
+
 
 def to_unit_interval(samples: torch.Tensor, info: DataInfo) -> torch.Tensor:
     """Map samples to [0, 1] for display, following the data's value convention."""
@@ -24,7 +26,10 @@ def save_sample_grid(samples: torch.Tensor, info: DataInfo, path: Path, title: s
         from torchvision.utils import save_image
 
         nrow = int(math.ceil(math.sqrt(len(samples))))
-        save_image(to_unit_interval(samples, info), path, nrow=nrow, padding=1, pad_value=0.5)
+        images = to_unit_interval(samples, info)
+        scale = max(1, math.ceil(MIN_DISPLAY_SIDE / images.shape[-1]))  # 8x8 digits -> 32x32 on screen
+        images = images.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+        save_image(images, path, nrow=nrow, padding=1, pad_value=0.5)
         return path
     import matplotlib
 
