@@ -10,8 +10,10 @@ from scipy import stats
 from dgmbench.data.base import DataInfo, load_dataset
 from dgmbench.models import MODELS, build_model
 from dgmbench.models.layers.checks import (
+    KNOWN_SHAPE,
+    KNOWN_TARGET,
     enumerate_values,
-    flat_index,
+    fit_known_distribution_and_sample,
     perturbation_dependencies,
     raster_order_index,
 )
@@ -80,22 +82,9 @@ def test_fast_generation_gives_the_full_networks_logits(levels):
 
 
 def test_trained_model_samples_match_its_exact_distribution():
-    shape, levels = (1, 2, 2), 2
-    target = torch.tensor([8, 1, 1, 1, 1, 4, 1, 1, 1, 1, 6, 1, 1, 1, 1, 8], dtype=torch.float64)
-    target /= target.sum()
-    images = enumerate_values(shape, levels).double()
-    m = model(shape, levels, output_hidden=16)
-    opt = torch.optim.Adam(m.parameters(), lr=3e-2)
-    for _ in range(150):
-        opt.zero_grad()
-        (-(m.log_prob(images) * target).sum()).backward()
-        opt.step()
-    with torch.no_grad():
-        pmf = m.log_prob(images).exp()
-    assert 0.5 * (pmf - target).abs().sum() < 0.05
-    torch.manual_seed(123)
-    counts = torch.bincount(flat_index(m.sample(4000), levels), minlength=16).double()
-    assert stats.chisquare(counts, 4000 * pmf / pmf.sum()).pvalue > 1e-3
+    pmf, counts = fit_known_distribution_and_sample(model(KNOWN_SHAPE, 2, output_hidden=16))
+    assert 0.5 * (pmf - KNOWN_TARGET).abs().sum() < 0.05
+    assert stats.chisquare(counts, counts.sum() * pmf / pmf.sum()).pvalue > 1e-3
 
 
 def test_gradients_reach_every_parameter():
