@@ -71,11 +71,13 @@ class Registry(Generic[T]):
 
 
 def import_submodules(package_name: str) -> None:
-    """Import every module of a package, so that their registrations run."""
+    """Import every module of a package and of its sub-packages (e.g. every
+    ``dgmbench/models/<family>/<model>.py``), so that their registrations run.
+    Names starting with ``_`` are skipped."""
     import importlib
     import pkgutil
 
     package = importlib.import_module(package_name)
-    for module in pkgutil.iter_modules(package.__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{package_name}.{module.name}")
+    for module in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
+        if not module.name.rsplit(".", 1)[-1].startswith("_"):
+            importlib.import_module(module.name)

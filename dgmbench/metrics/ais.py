@@ -55,6 +55,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import torch
 
+from dgmbench.enumeration import bernoulli_log_partition, binary_states, logsumexp_over_binary_states  # noqa: F401 (re-exported)
 from dgmbench.metrics.base import EvalContext, MetricValue, register_metric
 from dgmbench.models.base import EnergyBased
 
@@ -227,40 +228,6 @@ def base_rate(train: torch.Tensor, value_type: str, pseudocount: float = DEFAULT
     if value_type == "binary":
         return (flat.mean(0) + pseudocount) / (1 + 2 * pseudocount)
     return flat.mean(0)
-
-
-def bernoulli_log_partition(logits: torch.Tensor) -> torch.Tensor:
-    """log sum_x exp(logits . x) over x in {0,1}^D = sum softplus(logits)."""
-    return torch.nn.functional.softplus(logits.double()).sum()
-
-
-# --------------------------------------------------------------------------- enumeration
-def binary_states(start: int, stop: int, bits: int, device=None, dtype=torch.float64) -> torch.Tensor:
-    """The binary expansions of the integers start..stop-1 as rows, shape (stop-start, bits)."""
-    integers = torch.arange(start, stop, device=device, dtype=torch.int64)
-    powers = torch.arange(bits, device=device, dtype=torch.int64)
-    return ((integers.unsqueeze(1) >> powers) & 1).to(dtype)
-
-
-def logsumexp_over_binary_states(
-    log_f: Callable[[torch.Tensor], torch.Tensor],
-    bits: int,
-    device=None,
-    chunk_size: int = 1 << 16,
-    dtype=torch.float64,
-) -> torch.Tensor:
-    """log sum_{s in {0,1}^bits} exp(log_f(s)), enumerating in chunks of `chunk_size` states.
-
-    ``log_f`` maps states (m, bits) to (m, ...) (e.g. (m, n) for n data points); the result
-    has the trailing shape. Exact up to float64 rounding; 2^bits evaluations."""
-    if bits > 30:
-        raise ValueError(f"enumerating 2^{bits} states is infeasible")
-    total = 1 << bits
-    partials = []
-    for start in range(0, total, chunk_size):
-        states = binary_states(start, min(start + chunk_size, total), bits, device, dtype)
-        partials.append(torch.logsumexp(log_f(states), dim=0))
-    return torch.logsumexp(torch.stack(partials), dim=0)
 
 
 # --------------------------------------------------------------------------- metrics

@@ -1,0 +1,1 @@
+"""Layers shared by the autoregressive image models (masked convolutions, output heads)."""

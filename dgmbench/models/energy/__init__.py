@@ -1,0 +1,1 @@
+"""Energy-based models (Boltzmann machines): p(x) = exp(-F(x)) / Z, log Z by AIS/RAISE or enumeration."""
