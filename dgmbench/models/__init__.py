@@ -5,6 +5,7 @@ from dgmbench.models.base import (  # noqa: F401
     ExactLikelihood,
     GenerativeModel,
     Implicit,
+    Invertible,
     LowerBound,
     TrainConfig,
     build_model,

@@ -8,6 +8,7 @@ dataclass. What it can be evaluated on follows from which capability it implemen
                             ``iwae_bound(x, k)`` (Burda et al. 2016).
 * :class:`EnergyBased`      ``unnormalized_log_prob(x)`` = log p~(x) = log p(x) + log Z;
                             log Z comes from AIS (dgmbench.metrics.ais) or enumeration.
+* :class:`Invertible`       ``encode(x)`` / ``decode(z)``: an exact bijection x <-> z (flows).
 * :class:`Implicit`         sampling only.
 
 Every model samples (``sample(n)``). Training is one trainer for all families: the
@@ -137,6 +138,12 @@ class GenerativeModel(nn.Module, ABC):
         """Which variant of `digits` the quick suite trains this model on."""
         return "binary"
 
+    @classmethod
+    def quick_dataset(cls) -> str | None:
+        """The quick suite's dataset as "name/variant" when it is not a variant of `digits`
+        (translation models train on pairs built from digits); None: digits/<quick_variant()>."""
+        return None
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -162,6 +169,18 @@ class EnergyBased(ABC):
     @abstractmethod
     def unnormalized_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p~(x) = log p(x) + log Z (minus the free energy), shape (n,)."""
+
+
+class Invertible(ABC):
+    """Bijective models (normalising flows): x <-> z exactly."""
+
+    @abstractmethod
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The base-distribution vector z = f(x), shape (n, D)."""
+
+    @abstractmethod
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """x = f^-1(z), shape (n, *info.shape)."""
 
 
 class Implicit(ABC):
