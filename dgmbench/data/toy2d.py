@@ -4,7 +4,7 @@ shape (2,), and a fixed seeded 20,000 / 5,000 / 5,000 train / valid / test split
 0 / 1 / 2 of a torch.Generator).
 
 ``SAMPLERS[name](n, generator) -> (n, 2)`` draws from each; ``EXACT_LOG_DENSITY[name](x)``
-gives log p(x) in nats for the three whose density has a closed form:
+gives log p(x) in nats for those whose density has a closed form:
 
 * ``eight_gaussians``  equal mixture of 8 isotropic Gaussians, means at radius 2*sqrt(2) at
                        angles k*pi/4, std sqrt(2)/4 (FFJORD's: scale 4, std 0.5, divided by
@@ -22,6 +22,13 @@ gives log p(x) in nats for the three whose density has a closed form:
                        log p(x) = log p_z(R(-0.25 exp|x/2|) x/2) - log 4, exactly. (FFJORD
                        twists by the blob's first coordinate instead of |z|; that map is
                        not area-preserving, which is why we twist by the radius.)
+
+* ``ring8`` / ``grid25``  the mode-coverage mixtures of VEEGAN (Srivastava et al. 2017) and
+                       PacGAN (Lin et al. 2018): equal mixtures of isotropic Gaussians, 8
+                       at angles 2 pi k / 8 on the unit circle with std 0.01, and 25 on
+                       {-4, -2, 0, 2, 4}^2 with std 0.05 (``MODE_MIXTURES`` holds the
+                       means and std, which dgmbench.metrics.mode_coverage scores against;
+                       their exact log density is ``log_density_mode_mixture``).
 
 No closed form (none in EXACT_LOG_DENSITY):
 
@@ -150,6 +157,47 @@ def log_density_pinwheel(x: torch.Tensor) -> torch.Tensor:
     return log_z - 2 * math.log(PINWHEEL_SCALE)  # x = 2 * (area-preserving map of z)
 
 
+# --- mode-coverage mixtures (VEEGAN, Srivastava et al. 2017; PacGAN, Lin et al. 2018) --------
+
+
+def _ring_means(device=None, dtype=torch.float32) -> torch.Tensor:
+    angles = torch.arange(8, device=device, dtype=dtype) * (2 * math.pi / 8)
+    return torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def _grid_means(device=None, dtype=torch.float32) -> torch.Tensor:
+    axis = torch.arange(-4, 5, 2, device=device, dtype=dtype)
+    return torch.cartesian_prod(axis, axis)
+
+
+# name -> (function giving the (K, 2) means, isotropic std): equal-weight Gaussian mixtures
+MODE_MIXTURES: dict[str, tuple[Callable[..., torch.Tensor], float]] = {
+    "ring8": (_ring_means, 0.01),  # 8 modes on the unit circle, std 0.01
+    "grid25": (_grid_means, 0.05),  # 25 modes on {-4, -2, 0, 2, 4}^2, std 0.05
+}
+
+
+def mixture_means(name: str, device=None, dtype=torch.float32) -> torch.Tensor:
+    return MODE_MIXTURES[name][0](device, dtype)
+
+
+def _mixture_sampler(name: str) -> Sampler:
+    def sample(n: int, generator: torch.Generator) -> torch.Tensor:
+        means, std = mixture_means(name), MODE_MIXTURES[name][1]
+        component = torch.randint(0, len(means), (n,), generator=generator)
+        return means[component] + std * _normal(n, generator, 2)
+
+    return sample
+
+
+def log_density_mode_mixture(name: str, x: torch.Tensor) -> torch.Tensor:
+    """log p(x) = logsumexp_k log N(x; mu_k, std^2 I) - log K for a MODE_MIXTURES board."""
+    means, std = mixture_means(name, x.device, x.dtype), MODE_MIXTURES[name][1]
+    squared_distance = ((x[:, None, :] - means) ** 2).sum(-1)
+    log_normal = -squared_distance / (2 * std**2) - math.log(2 * math.pi * std**2)
+    return torch.logsumexp(log_normal, dim=1) - math.log(len(means))
+
+
 # --- two moons and swiss roll (no closed-form density) -------------------------------------
 
 TWO_MOONS_NOISE = 0.1
@@ -176,6 +224,7 @@ SAMPLERS: dict[str, Sampler] = {
     "checkerboard": sample_checkerboard,
     "pinwheel": sample_pinwheel,
     "swiss_roll": sample_swiss_roll,
+    **{name: _mixture_sampler(name) for name in MODE_MIXTURES},
 }
 EXACT_LOG_DENSITY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "eight_gaussians": log_density_eight_gaussians,
@@ -202,6 +251,8 @@ for _name, _what in {
     "checkerboard": "uniform on 8 squares of a 4x4 board (exact density)",
     "pinwheel": "5 radius-twisted Gaussian arms (exact density)",
     "swiss_roll": "noisy 2-D spiral (no closed-form density)",
+    "ring8": "8 Gaussians (std 0.01) on the unit circle, the VEEGAN/PacGAN mode-coverage ring (exact density)",
+    "grid25": "25 Gaussians (std 0.05) on {-4,-2,0,2,4}^2, the VEEGAN/PacGAN mode-coverage grid (exact density)",
 }.items():
     _description = f"toy 2-D: {_what}; seeded 20k/5k/5k samples"
     register_dataset(

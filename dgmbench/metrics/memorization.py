@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dgmbench.metrics.base import EvalContext, MetricValue, model_samples, register_metric
+from dgmbench.metrics.base import EvalContext, MetricValue, Setting, model_samples, register_metric
 from dgmbench.metrics.fidelity import conversion_rule, to_uint8
 from dgmbench.metrics.prdc import DEFAULT_MAX_BLOCK_ELEMENTS
 
@@ -143,9 +143,19 @@ class Memorization:
     the evaluation split's real examples."""
 
     name = "memorization"
+    settings = {
+        "memorization_heldout": Setting(int, "held-out reference examples (all; quick 1000)", minimum=1, optional=True),
+        "memorization_queries": Setting(int, "real calibration queries from the evaluation split (all; quick 1000)",
+                                        minimum=1, optional=True),
+        "memorization_samples": Setting(int, "model samples scored (10000; quick: as many as queries)", minimum=1),
+        "memorization_copy_threshold": Setting(float, "distance ratio below which a sample counts as a copy",
+                                               greater_than=0),
+    }
 
     def applies(self, model, dataset) -> bool:
-        return callable(getattr(model, "sample", None))
+        # A translator's "samples" are translations of held-out validation sources, so a good
+        # one reproduces validation pairs by construction: the ratio would not measure copying.
+        return callable(getattr(model, "sample", None)) and not callable(getattr(model, "translate", None))
 
     def __call__(self, model, dataset, ctx: EvalContext) -> list[MetricValue]:
         info = dataset.info

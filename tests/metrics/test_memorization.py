@@ -83,3 +83,14 @@ def test_registered_memorization_flags_a_copier(variant):
     unseen = {v.name: v for v in metric(ReplayModel(data.split("test"), data.info), data, quick_context())}
     assert 0.8 < unseen["memorization_ratio"].value < 1.25
     assert unseen["copy_fraction"].value < 0.1
+
+
+def test_memorization_does_not_apply_to_translators():
+    """A translator samples translations of validation sources: the ratio would not measure copying."""
+    from dgmbench.data import load_dataset
+    from dgmbench.metrics.memorization import Memorization
+    from dgmbench.models import build_model
+
+    dataset = load_dataset("digits_translation/invert_aligned")
+    model = build_model("pix2pix", dataset.info)
+    assert not Memorization().applies(model, dataset)

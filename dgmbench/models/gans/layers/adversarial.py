@@ -1,0 +1,351 @@
+"""Alternating two-player training through the shared trainer.
+
+A model here has a generator G(z), z ~ p(z), and a discriminator (critic) D; a subclass
+says only what the two players minimise (``discriminator_objective``,
+``generator_objective``) and what the critic's value estimates (``critic_estimates``).
+
+One call of :meth:`AdversarialModel.training_step` is one discriminator update on the real
+minibatch it is given (against a fresh generated batch); after ``n_critic`` such calls
+(``critic_iterations``, which WGAN's warm-up schedule overrides) the call also makes one
+generator update (Goodfellow et al. 2014, Algorithm 1 with k = n_critic;
+Arjovsky et al. 2017, Algorithm 1), so each critic iteration sees new real data, as in
+those algorithms. The count of critic updates is a buffer, so a resumed run continues the
+cycle. Every call logs, on that step's batches: ``d_loss`` (the discriminator's total
+loss), ``d_real``/``d_fake`` (its mean raw score on real and generated data), the
+model's critic estimates (e.g. ``js_estimate``, ``wasserstein_estimate``) and ``g_loss``
+(the generator's loss: on a generator-update call the loss it stepped on; otherwise the
+loss of this call's generated batch under the just-updated discriminator, without a step),
+so the trainer's per-epoch history holds every curve.
+
+Validation has no meaningful loss for a GAN: ``validation_score`` is None, so there is no
+early stopping and the run keeps its last checkpoint.
+
+Improved techniques (Salimans et al. 2016), all off by default: ``feature_matching``
+(Sec. 3.1: the generator minimises ||E f(x) - E f(G(z))||^2 over the discriminator's last
+hidden features f instead of its own objective), ``minibatch_kernels`` (Sec. 3.2),
+``historical_averaging`` (Sec. 3.3: weight of the penalty, for both players),
+``label_smoothing`` (Sec. 3.4: the real target of GAN-type losses, e.g. 0.9; 1 is off)
+and ``generator_norm = "virtual_batch"`` (Sec. 3.5).
+
+``observation_std`` (off by default) turns an unconditional generator with a N(0, I) prior
+into the decoder p(x | z) = N(G(z), s^2 I), which the decoder_ais metric evaluates by
+annealed importance sampling (Wu et al. 2017); s is part of the model config, hence
+recorded with the run.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from dgmbench.models.base import GenerativeModel, Implicit, TrainConfig
+from dgmbench.models.gans.layers.improved import HistoricalAverage
+from dgmbench.models.gans.layers.networks import (
+    NORMS,
+    check_norm,
+    dcgan_critic,
+    dcgan_generator,
+    dcgan_init,
+    mlp_critic,
+    mlp_generator,
+    reference_latents,
+)
+
+PRIORS = ("normal", "uniform")
+ARCHITECTURES = ("auto", "mlp", "dcgan")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+@dataclass
+class AdversarialConfig:
+    latent: int = 100
+    prior: str = "normal"  # "normal": N(0, I); "uniform": U(-1, 1)^latent
+    architecture: str = "auto"  # "auto": dcgan for images, mlp for vectors
+    g_hidden: tuple[int, ...] = (512, 512)  # MLP generator hidden widths
+    d_hidden: tuple[int, ...] = (512, 512)  # MLP discriminator hidden widths
+    maxout_pieces: int = 0  # MLP discriminator: maxout units with this many pieces; 0 or 1: LeakyReLU
+    dropout: float = 0.0  # MLP discriminator, hidden layers
+    input_dropout: float = 0.0  # MLP discriminator, input
+    base_channels: int = 128  # DCGAN: channels of the largest feature map
+    generator_norm: str = "batch"  # batch | layer | virtual_batch | none
+    critic_norm: str = "batch"  # batch | layer | none
+    n_critic: int = 1  # discriminator updates per generator update
+    optimizer: str = "adam"  # adam | rmsprop | sgd (learning rate: the training option lr)
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam
+    momentum: float = 0.0  # SGD
+    # improved techniques (Salimans et al. 2016)
+    feature_matching: bool = False
+    minibatch_kernels: int = 0  # B; 0 disables minibatch discrimination
+    minibatch_kernel_dim: int = 5  # C
+    historical_averaging: float = 0.0  # penalty weight; 0 disables
+    label_smoothing: float = 1.0  # target for real examples (GAN-type losses); 1 disables
+    vbn_reference_size: int = 64  # reference batch of virtual batch norm
+    # > 0: the generator becomes the decoder p(x | z) = N(G(z), observation_std^2 I) with the
+    # N(0, I) prior, so the decoder_ais metric estimates log p(x) (Wu et al. 2017, Sec. 2.2);
+    # needs prior "normal" and an unconditional generator. None: off.
+    observation_std: float | None = None
+
+    # (minimum, maximum) where the range inferred from the defaults (dgmbench.validation) is wrong
+    option_ranges: ClassVar[dict] = {
+        "maxout_pieces": (0, None),  # 0 or 1: LeakyReLU units instead of maxout
+        "dropout": (0.0, 0.99),
+        "input_dropout": (0.0, 0.99),
+        "label_smoothing": (0.0, 1.0),
+    }
+
+
+class AdversarialModel(GenerativeModel, Implicit):
+    family = "gans"  # the folder name, as report.HEADLINE keys families
+    value_types = ("continuous",)
+    train_defaults = {"patience": None, "lr": 2e-4, "batch_size": 64}
+    supports_label_smoothing = False  # GAN-type (cross-entropy) losses set True
+
+    def __init__(self, config: AdversarialConfig, info):
+        super().__init__(config, info)
+        c = config
+        _choice("prior", c.prior, PRIORS)
+        _choice("architecture", c.architecture, ARCHITECTURES)
+        _choice("optimizer", c.optimizer, OPTIMIZERS)
+        check_norm(c.generator_norm)
+        check_norm(c.critic_norm, tuple(n for n in NORMS if n != "virtual_batch"))
+        if c.n_critic < 1:
+            raise ValueError(f"n_critic must be >= 1, got {c.n_critic}")
+        if not 0 < c.label_smoothing <= 1:
+            raise ValueError(f"label_smoothing is the real target in (0, 1], got {c.label_smoothing}")
+        if c.label_smoothing != 1 and not self.supports_label_smoothing:
+            raise ValueError(f"label_smoothing applies to cross-entropy GAN losses, not {type(self).__name__}")
+        architecture = c.architecture if c.architecture != "auto" else ("dcgan" if info.is_image else "mlp")
+        if architecture == "dcgan" and not info.is_image:
+            raise ValueError(f"architecture 'dcgan' needs images; {info.board} has shape {info.shape}: use 'mlp'")
+        self.architecture = architecture
+        if c.observation_std is not None:
+            if c.observation_std <= 0 or c.prior != "normal":
+                raise ValueError("observation_std needs a positive value and prior 'normal' (AIS runs HMC in z)")
+            self.latent_dim = c.latent  # what makes the model a decoder-based model for AIS
+        reference = (  # with label or code columns (zero) for conditional models
+            self._reference_input(reference_latents(c.vbn_reference_size, c.latent, c.prior))
+            if c.generator_norm == "virtual_batch" else None
+        )
+        inputs = self.generator_input_dim()
+        if architecture == "dcgan":
+            self.generator = dcgan_generator(info, inputs, c.base_channels, c.generator_norm, reference)
+        else:
+            self.generator = mlp_generator(info, inputs, tuple(c.g_hidden), c.generator_norm, reference)
+        self.discriminator = self.build_discriminator()
+        if architecture == "dcgan":
+            dcgan_init(self)
+        if c.historical_averaging:
+            self.generator_average = HistoricalAverage(self.generator)
+            self.discriminator_average = HistoricalAverage(self.discriminator)
+        # the alternation's position, as buffers so that a resumed run continues the cycle
+        self.register_buffer("critic_updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("generator_updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("critic_since_generator", torch.zeros((), dtype=torch.long))
+
+    # --- how the networks are fed (conditional models override) ----------------------
+    def generator_input_dim(self) -> int:
+        return self.config.latent
+
+    def critic_info(self):
+        """The DataInfo the discriminator's network is built for (its input)."""
+        return self.info
+
+    def build_discriminator(self) -> nn.Module:
+        """A :class:`Critic` for ``critic_info()`` (EBGAN and BEGAN build an autoencoder)."""
+        c, info = self.config, self.critic_info()
+        if self.architecture == "dcgan":
+            return dcgan_critic(info, c.base_channels, c.critic_norm, c.minibatch_kernels, c.minibatch_kernel_dim)
+        return mlp_critic(info, tuple(c.d_hidden), c.maxout_pieces, c.dropout, c.input_dropout,
+                          c.minibatch_kernels, c.minibatch_kernel_dim)
+
+    def _reference_input(self, z: torch.Tensor) -> torch.Tensor:
+        extra = self.generator_input_dim() - z.shape[1]
+        return torch.cat([z, torch.zeros(len(z), extra)], dim=1) if extra else z
+
+    # --- what a subclass defines ------------------------------------------------------
+    def discriminator_objective(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generator_objective(self, fake_scores: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def critic_estimates(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> dict[str, float]:
+        """Named estimates of the divergence the critic measures (logged every step)."""
+        return {}
+
+    def discriminator_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """An extra term of the discriminator's loss (e.g. WGAN-GP's gradient penalty)."""
+        return torch.zeros((), device=real.device), {}
+
+    def critic_iterations(self, generator_updates: int) -> int:
+        """Discriminator updates before generator update number generator_updates + 1."""
+        return self.config.n_critic
+
+    def after_discriminator_step(self) -> None:
+        """Called after every discriminator update (e.g. WGAN's weight clipping)."""
+
+    # --- sampling -------------------------------------------------------------------------
+    def prior_sample(self, n: int) -> torch.Tensor:
+        shape = (n, self.config.latent)
+        if self.config.prior == "uniform":
+            return torch.rand(shape, device=self.device) * 2 - 1
+        return torch.randn(shape, device=self.device)
+
+    def generator_input(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """What the generator is fed: z (conditional models append the label, InfoGAN its codes)."""
+        return self.prior_sample(n)
+
+    def generate_with_input(self, n: int, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = self.generator_input(n, labels)
+        return self.generator(inputs), inputs
+
+    def generate(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generate_with_input(n, labels)[0]
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        return self.generate(n)
+
+    # --- decoder-based evaluation (observation_std set): p(z) = N(0, I), p(x|z) = N(G(z), s^2 I)
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        return (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log N(x; G(z), s^2 I) for z (..., n, latent) and x (n, ...): shape (..., n)."""
+        if self.generator_input_dim() != self.config.latent:
+            raise ValueError(f"{type(self).__name__}'s generator takes more than z: no decoder p(x | z)")
+        mean = self.generator(z.reshape(-1, z.shape[-1])).reshape(*z.shape[:-1], -1)
+        var = self.config.observation_std**2
+        return (-0.5 * (x.flatten(1) - mean).pow(2) / var - 0.5 * math.log(2 * math.pi * var)).sum(-1)
+
+    def sample_given_latent(self, z: torch.Tensor) -> torch.Tensor:
+        mean = self.generator(z)
+        return mean + self.config.observation_std * torch.randn_like(mean)
+
+    # --- the discriminator as the losses see it (conditional models feed the label too) -----
+    def critic(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.discriminator(x)
+
+    def critic_features(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.discriminator.features(x)
+
+    # --- the two players' losses ----------------------------------------------------------
+    def discriminator_loss(
+        self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None = None,
+        inputs: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The discriminator's loss on a real and a generated batch (``inputs``: what the
+        generator was fed for ``fake``; ``labels``: the class labels of both, if conditional)."""
+        real_scores, fake_scores = self.critic(real, labels), self.critic(fake, labels)
+        loss = self.discriminator_objective(real_scores, fake_scores)
+        penalty, scalars = self.discriminator_penalty(real, fake)
+        loss = loss + penalty
+        if self.config.historical_averaging:
+            loss = loss + self.config.historical_averaging * self.discriminator_average.penalty()
+        scalars.update(
+            d_loss=loss.item(), d_real=real_scores.mean().item(), d_fake=fake_scores.mean().item(),
+            **self.critic_estimates(real_scores.detach(), fake_scores.detach()),
+        )
+        return loss, scalars
+
+    def generator_loss(
+        self, fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor | None = None,
+        inputs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.config.feature_matching:
+            with torch.no_grad():
+                real_features = self.critic_features(real, labels).mean(0)
+            loss = (self.critic_features(fake, labels).mean(0) - real_features).pow(2).sum()
+        else:
+            loss = self.generator_objective(self.critic(fake, labels))
+        if self.config.historical_averaging:
+            loss = loss + self.config.historical_averaging * self.generator_average.penalty()
+        return loss
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The discriminator's loss on x against a fresh generated batch."""
+        fake, inputs = self.generate_with_input(len(x), y)
+        return self.discriminator_loss(x, fake, y, inputs)[0]
+
+    # --- training ---------------------------------------------------------------------------
+    def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        return {
+            "discriminator": self._optimizer(self.discriminator_params_module().parameters(), train),
+            "generator": self._optimizer(self.generator_params_module().parameters(), train),
+        }
+
+    def _optimizer(self, params, train: TrainConfig) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=train.lr, betas=tuple(c.betas), weight_decay=train.weight_decay)
+        if c.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=train.lr, weight_decay=train.weight_decay)
+        return torch.optim.SGD(params, lr=train.lr, momentum=c.momentum, weight_decay=train.weight_decay)
+
+    def _step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, module: nn.Module, train: TrainConfig) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if train.grad_clip is not None:
+            nn.utils.clip_grad_norm_(module.parameters(), train.grad_clip)
+        optimizer.step()
+
+    def training_step(self, x, optimizers, train, y=None) -> dict[str, float]:
+        n, labels = len(x), (y if self.uses_labels else None)
+        with torch.no_grad():
+            fake, inputs = self.generate_with_input(n, labels)
+        d_loss, scalars = self.discriminator_loss(x, fake, labels, inputs)
+        self._step(d_loss, optimizers["discriminator"], self.discriminator_params_module(), train)
+        self.after_discriminator_step()
+        if self.config.historical_averaging:
+            self.discriminator_average.update()
+        self.critic_updates += 1
+        self.critic_since_generator += 1
+        if int(self.critic_since_generator) >= self.critic_iterations(int(self.generator_updates)):
+            discriminator = self.discriminator_params_module()
+            discriminator.requires_grad_(False)  # the generator's step needs no D gradients
+            try:
+                fake, inputs = self.generate_with_input(n, labels)
+                g_loss = self.generator_loss(fake, x, labels, inputs)
+                self._step(g_loss, optimizers["generator"], self.generator_params_module(), train)
+            finally:
+                discriminator.requires_grad_(True)
+            if self.config.historical_averaging:
+                self.generator_average.update()
+            self.generator_updates += 1
+            self.critic_since_generator.zero_()
+        else:
+            with torch.no_grad():
+                g_loss = self.generator_loss(fake, x, labels, inputs)
+        scalars["g_loss"] = g_loss.item()
+        return scalars
+
+    def discriminator_params_module(self) -> nn.Module:
+        """The modules the discriminator's optimiser updates (InfoGAN adds its Q head)."""
+        return self.discriminator
+
+    def generator_params_module(self) -> nn.Module:
+        return self.generator
+
+    def validation_score(self, x: torch.Tensor) -> float | None:
+        return None  # no meaningful validation loss: no early stopping, keep the last checkpoint
+
+    # --- quick suite ----------------------------------------------------------------------------
+    @classmethod
+    def quick_variant(cls) -> str:
+        return "dequantized"
+
+    @classmethod
+    def quick_config(cls, info) -> dict:
+        return {"latent": 16, "base_channels": 32, "g_hidden": (128, 128), "d_hidden": (128, 128)}
+
+    @classmethod
+    def quick_train(cls, info) -> dict:
+        return {"epochs": 10, "batch_size": 64}
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} {value!r} is not one of {', '.join(allowed)}")
