@@ -1,15 +1,19 @@
-"""asv: AIS throughput (chains x temperatures per second) and a CD-k training step of a
-784 x 500 binary RBM (the binarized-MNIST reference size); CPU, and CUDA when present."""
+"""asv: AIS for log Z of a 784 x 500 binary RBM (the binarized-MNIST reference size), 100
+chains, at a reduced 500-temperature schedule of the standard shape (the standard 14,500 is
+29x longer; measured once by hand, see the README's benchmark section), side by side with
+the minimal AIS loop (benchmarks/peers/ais_minimal.py): ``track_ratio_vs_minimal_ais`` is
+the median over interleaved runs of time(ours) / time(peer). Thread count is a parameter;
+CPU, and CUDA when present."""
 import time
 
 import torch
 
-from dgmbench.data.base import DataInfo
+from benchmarks.bench_rbm import INFO, interleaved_ratio
+from benchmarks.peers.ais_minimal import minimal_ais_log_z
 from dgmbench.metrics.ais import run_ais, schedule
-from dgmbench.models.base import TrainConfig, build_model
+from dgmbench.models.base import build_model
 
-INFO = DataInfo(name="bench", variant="binary", shape=(784,), value_type="binary", num_levels=2)
-CHAINS, TEMPERATURES, BATCH = 100, 500, 100
+CHAINS, TEMPERATURES = 100, 500
 
 
 def _devices():
@@ -21,49 +25,48 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _rbm(device, **overrides):
-    torch.manual_seed(0)
-    return build_model("rbm", INFO, hidden=500, init_std=0.05, **overrides).to(device)
-
-
 class AIS784x500:
-    params = (_devices(),)
-    param_names = ("device",)
+    params = (_devices(), [1, 2])
+    param_names = ("device", "threads")
     number = 1
     repeat = (1, 3, 120.0)
     warmup_time = 0.0
     timeout = 600
 
-    def setup(self, device):
-        self.path = _rbm(device).annealing_path(torch.full((784,), 0.2, dtype=torch.float64, device=device))
+    def setup(self, device, threads):
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        self.layer = build_model("rbm", INFO, hidden=500, init_std=0.05).to(device).layer
+        self.base = torch.full((784,), 0.2, dtype=torch.float64, device=device)
+        self.path = self.layer.annealing_path(self.base)
         self.betas = schedule(TEMPERATURES)
         self.generator = torch.Generator(device=device).manual_seed(0)
 
-    def time_ais(self, device):
-        run_ais(self.path, self.betas, CHAINS, self.generator)
+    def ours(self):
+        return run_ais(self.path, self.betas, CHAINS, self.generator)
+
+    def peer(self):
+        layer = self.layer
+        return minimal_ais_log_z(layer.weight.detach(), layer.visible_bias.detach(), layer.hidden_bias.detach(),
+                                 self.base, self.betas, CHAINS, self.generator)
+
+    def time_ais(self, device, threads):
+        self.ours()
         _sync(device)
 
-    def track_chain_temperatures_per_second(self, device):
+    def time_minimal_ais(self, device, threads):
+        self.peer()
+        _sync(device)
+
+    def track_chain_temperatures_per_second(self, device, threads):
         tic = time.perf_counter()
-        run_ais(self.path, self.betas, CHAINS, self.generator)
+        self.ours()
         _sync(device)
         return CHAINS * TEMPERATURES / (time.perf_counter() - tic)
 
     track_chain_temperatures_per_second.unit = "chain-temperatures/s"
 
+    def track_ratio_vs_minimal_ais(self, device, threads):
+        return interleaved_ratio(self.ours, self.peer, device, 3)
 
-class CDStep784x500:
-    params = (_devices(), [1, 25], [False, True])
-    param_names = ("device", "k", "persistent")
-    number = 1
-    repeat = (3, 10, 60.0)
-
-    def setup(self, device, k, persistent):
-        self.model = _rbm(device, k=k, persistent=persistent)
-        self.train = TrainConfig(lr=0.05, batch_size=BATCH)
-        self.optimizers = self.model.configure_optimizers(self.train)
-        self.batch = torch.bernoulli(torch.full((BATCH, 784), 0.13, device=device))
-
-    def time_training_step(self, device, k, persistent):
-        self.model.training_step(self.batch, self.optimizers, self.train)
-        _sync(device)
+    track_ratio_vs_minimal_ais.unit = "time ours / time peer"

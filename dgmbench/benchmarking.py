@@ -9,7 +9,7 @@ import torch
 
 from dgmbench.data.base import load_dataset
 from dgmbench.models.base import MODELS, GenerativeModel, TrainConfig, make_config
-from dgmbench.runner import QUICK_DATASET
+from dgmbench.runner import quick_dataset_name
 
 BATCH, SAMPLES = 100, 64
 
@@ -31,10 +31,14 @@ class Bench:
     optimizers: dict
     train: TrainConfig
     device: torch.device
+    labels: torch.Tensor | None = None  # the batch's class labels, for models that use them
 
     def training_step(self) -> None:
         self.model.train()
-        self.model.training_step(self.batch, self.optimizers, self.train)
+        if self.labels is None:
+            self.model.training_step(self.batch, self.optimizers, self.train)
+        else:
+            self.model.training_step(self.batch, self.optimizers, self.train, y=self.labels)
         self.sync()
 
     @torch.no_grad()
@@ -50,7 +54,7 @@ class Bench:
 
 def setup_bench(name: str, device: str) -> Bench:
     cls = MODELS.get(name)
-    dataset = load_dataset(f"{QUICK_DATASET}/{cls.quick_variant()}")
+    dataset = load_dataset(quick_dataset_name(cls))
     options = cls.quick_config(dataset.info)
     if options is None:
         raise NotImplementedError(f"{name} is not in the quick suite")
@@ -58,6 +62,7 @@ def setup_bench(name: str, device: str) -> Bench:
     model = cls(make_config(cls.Config, options, what=name), dataset.info).to(device)
     train = make_config(TrainConfig, {**cls.train_defaults, **cls.quick_train(dataset.info)}, what="training")
     batch = dataset.train_epoch(0)[:BATCH].to(device)
-    bench = Bench(model, batch, model.configure_optimizers(train), train, torch.device(device))
+    labels = dataset.labels["train"][:BATCH].to(device) if model.uses_labels else None
+    bench = Bench(model, batch, model.configure_optimizers(train), train, torch.device(device), labels)
     bench.training_step()  # warm-up: lazy state, first-call allocations
     return bench

@@ -1,7 +1,8 @@
-"""Where a number came from: commit, package versions, device."""
+"""Where a number came from: commit, package versions, device and thread pools."""
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -47,8 +48,43 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# numpy / scipy BLAS threads while metrics run (torch-fidelity's KID, sklearn): their matrices
+# are small, and idle OpenBLAS threads spin, which made KID 4-30x slower on a loaded machine.
+METRIC_BLAS_THREADS = 1
+
+
+def metric_thread_limits():
+    """Context manager limiting numpy's and scipy's BLAS pools to METRIC_BLAS_THREADS (torch's
+    own pool, set by torch.set_num_threads / OMP_NUM_THREADS, is left alone)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=METRIC_BLAS_THREADS, user_api="blas")
+
+
+def thread_info() -> dict:
+    """Thread counts that decide CPU timings: torch's intra-/inter-op pools, the OpenMP wait
+    policy, and every BLAS / OpenMP pool loaded in the process (threadpoolctl)."""
+    info = {
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "metric_blas_threads": METRIC_BLAS_THREADS,
+        "pools": [],
+    }
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["pools"] = [
+            {"api": pool["internal_api"], "library": Path(pool["filepath"]).name, "threads": pool["num_threads"]}
+            for pool in threadpool_info()
+        ]
+    except ImportError:  # provenance never stops a run: the pools stay unknown
+        info["pools"] = None
+    return info
+
+
 def device_info(device: torch.device) -> dict:
-    info = {"type": device.type, "cpu": cpu_name(), "torch_threads": torch.get_num_threads()}
+    info = {"type": device.type, "cpu": cpu_name(), "torch_threads": torch.get_num_threads(), "threads": thread_info()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda

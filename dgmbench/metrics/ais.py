@@ -56,13 +56,20 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 
 from dgmbench.enumeration import bernoulli_log_partition, binary_states, logsumexp_over_binary_states  # noqa: F401 (re-exported)
-from dgmbench.metrics.base import EvalContext, MetricValue, register_metric
+from dgmbench.metrics.base import EvalContext, MetricValue, Setting, register_metric
 from dgmbench.models.base import EnergyBased
 
 STANDARD_TEMPERATURES = 14_500
 DEFAULT_CHAINS = 100
 QUICK_TEMPERATURES = 1_000
 DEFAULT_PSEUDOCOUNT = 0.05
+
+# -e settings of the forward AIS run (read by ais_nll, vlb_nll and the DBM's dbm_vlb)
+AIS_SETTINGS = {
+    "ais_chains": Setting(int, "AIS chains (100)", minimum=1),
+    "ais_temperatures": Setting(int, "AIS inverse temperatures (14500; quick 1000)", minimum=3),
+    "ais_pseudocount": Setting(float, "pseudocount of the base-rate model (0.05)", greater_than=0),
+}
 
 
 # --------------------------------------------------------------------------- schedules
@@ -114,6 +121,13 @@ class AnnealingPath(Protocol):
 
     def transition(self, state: Any, beta: float, generator: torch.Generator | None) -> Any:
         """One MCMC step leaving p_beta invariant (reversible, for RAISE)."""
+
+    # Optional, used by run_ais / run_raise when present: the whole loop in one method, so a
+    # path can share work between consecutive temperatures (e.g. the RBM's
+    # SummedOutLayerPath). Must equal, in distribution, the generic loop:
+    #   anneal(x, betas, g, transition_first) -> (x_final, sum_j log f_{b_j}(x) - log f_{b_{j-1}}(x))
+    # with x <- transition(x, b_j) after every increment but the last, and first
+    # x <- transition(x, b_0) when transition_first (RAISE, betas descending).
 
 
 @runtime_checkable
@@ -178,6 +192,9 @@ def run_ais(
     if betas[0] != 0.0 or betas[-1] != 1.0:
         raise ValueError("an AIS schedule must start at beta=0 and end at beta=1")
     state = path.sample_base(chains, generator)
+    if callable(getattr(path, "anneal", None)):  # the path's own fused loop (AnnealingPath.anneal)
+        _, log_w = path.anneal(state, betas, generator)
+        return summarize_log_weights(log_w.double() + path.log_z_base, len(betas))
     log_w = path.log_f(state, betas[0]).double().neg()
     for beta in betas[1:-1]:
         # log f_k(x_{k-1}) - log f_{k-1}(x_{k-1}): one log_f per temperature, because the
@@ -201,17 +218,29 @@ def run_raise(
 ) -> torch.Tensor:
     """RAISE estimates of log p(x), shape (n,): log of the mean reverse-annealing weight over
     `chains_per_example` chains per example. ``log_f_data`` is log p~(x) (the model's
-    ``unnormalized_log_prob``, normalised like ``path.log_f(., 1)``)."""
+    ``unnormalized_log_prob``, normalised like ``path.log_f(., 1)``); unused (may be None)
+    for a path with ``raise_start(x, generator) -> (state, log_w0)``, which starts the
+    reverse chain from an approximate posterior and accounts for it in log_w0."""
     betas = [float(b) for b in betas.double().cpu()]
     if betas[0] != 0.0 or betas[-1] != 1.0:
         raise ValueError("a RAISE schedule must start at beta=0 and end at beta=1")
     n = x.shape[0]
     x = x.repeat_interleave(chains_per_example, dim=0)
-    state = path.data_state(x, generator)
-    log_w = log_f_data.double().repeat_interleave(chains_per_example) - path.log_z_base
-    for beta_k, beta_prev in zip(betas[:0:-1], betas[-2::-1]):
-        state = path.transition(state, beta_k, generator)
-        log_w += path.log_f(state, beta_prev).double() - path.log_f(state, beta_k).double()
+    if callable(getattr(path, "raise_start", None)):
+        # a path whose state holds latents with an intractable posterior draws them from an
+        # approximation q and returns log f_1(state) - log q - log Z_0 (e.g. the DBM's)
+        state, log_w = path.raise_start(x, generator)
+        log_w = log_w.double()
+    else:
+        state = path.data_state(x, generator)
+        log_w = log_f_data.double().repeat_interleave(chains_per_example) - path.log_z_base
+    if callable(getattr(path, "anneal", None)):  # the path's own fused loop, run backwards
+        _, increments = path.anneal(state, betas[::-1], generator, transition_first=True)
+        log_w = log_w + increments.double()
+    else:
+        for beta_k, beta_prev in zip(betas[:0:-1], betas[-2::-1]):
+            state = path.transition(state, beta_k, generator)
+            log_w += path.log_f(state, beta_prev).double() - path.log_f(state, beta_k).double()
     log_w = log_w.view(n, chains_per_example)
     return torch.logsumexp(log_w, dim=1) - math.log(chains_per_example)
 
@@ -264,6 +293,7 @@ class AISNegativeLogLikelihood:
     """-mean log p~(x_test) + log Z_hat (AIS). Optimistic in expectation: log Z_hat is biased low."""
 
     name = "ais_nll"
+    settings = AIS_SETTINGS
 
     def applies(self, model, dataset) -> bool:
         return isinstance(model, EnergyBased) and callable(getattr(model, "annealing_path", None))
@@ -300,6 +330,13 @@ class RAISENegativeLogLikelihood:
     """-mean RAISE log p(x) over (a subset of) the test split: conservative (too high) in expectation."""
 
     name = "raise_nll"
+    settings = {
+        "raise_temperatures": Setting(int, "RAISE inverse temperatures (1000; quick 300)", minimum=3),
+        "raise_chains": Setting(int, "reverse chains per test example (1)", minimum=1),
+        "raise_examples": Setting(int, "test examples scored (1000; a seeded subset when the split is larger)",
+                                  minimum=1),
+        "ais_pseudocount": AIS_SETTINGS["ais_pseudocount"],
+    }
 
     def applies(self, model, dataset) -> bool:
         return isinstance(model, EnergyBased) and callable(getattr(model, "annealing_path", None))
@@ -357,6 +394,7 @@ class ExactNegativeLogLikelihood:
     unnormalised density is itself a sum over latent layers (``exact_log_prob``, e.g. a DBN)."""
 
     name = "exact_nll"
+    settings: dict = {}
 
     def applies(self, model, dataset) -> bool:
         if callable(getattr(model, "exact_log_prob", None)):
@@ -415,6 +453,7 @@ class VariationalBoundNegativeLogLikelihood:
     """-(mean B(x_test) - log Z): an estimate of the negated variational bound (AIS for Z)."""
 
     name = "vlb_nll"
+    settings = {**AIS_SETTINGS, "vlb_samples": Setting(int, "posterior samples of the bound (100; quick 10)", minimum=1)}
 
     def applies(self, model, dataset) -> bool:
         return callable(getattr(model, "unnormalized_bound", None)) and callable(

@@ -3,7 +3,16 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from dgmbench.metrics.prd import f_beta, max_f_beta_pair, prd_curve, prd_from_features
+import sklearn.cluster
+
+from dgmbench.metrics.prd import (
+    KMEANS_BATCH_SIZE,
+    cluster_histograms,
+    f_beta,
+    max_f_beta_pair,
+    prd_curve,
+    prd_from_features,
+)
 
 
 def frontier_by_linear_programming(eval_dist, ref_dist, slope):
@@ -106,3 +115,17 @@ def test_from_features_is_seeded_and_checks_balance():
     np.testing.assert_array_equal(first[0], second[0])
     with pytest.raises(ValueError, match="as many"):
         prd_from_features(fake[:50], real)
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_clustering_is_the_reference_protocol(seed):
+    """Histograms from exactly the reference clustering: scikit-learn MiniBatchKMeans with
+    20 clusters, n_init=10, batch size 100 (prd_score.py's settings), fitted to the union
+    (eval first), seeded per run; the thread-pool handling must not change the clusters."""
+    rng = np.random.default_rng(seed)
+    eval_features, ref_features = rng.normal(size=(300, 16)), rng.normal(size=(300, 16)) + 0.4
+    eval_hist, ref_hist = cluster_histograms(eval_features, ref_features, 20, seed)
+    kmeans = sklearn.cluster.MiniBatchKMeans(n_clusters=20, n_init=10, batch_size=KMEANS_BATCH_SIZE, random_state=seed)
+    labels = kmeans.fit(np.vstack([eval_features, ref_features])).labels_
+    np.testing.assert_array_equal(eval_hist, np.bincount(labels[:300], minlength=20) / 300)
+    np.testing.assert_array_equal(ref_hist, np.bincount(labels[300:], minlength=20) / 300)

@@ -12,8 +12,9 @@ networks) for real-valued vectors x in R^D, in the natural ordering:
     p(x) = prod_d sum_k alpha_{d,k} N(x_d; mu_{d,k}, sigma_{d,k}^2)
 
 so log_prob is an exact log-density (nats, with respect to Lebesgue measure on R^D).
-For training every a_d comes at once from a cumulative sum over dimensions; sampling runs
-the recurrence once, O(DH) in all, over the whole batch.
+The recurrence runs in NADE's blocked autograd functions (nade.py): ``nade_recurrence`` for
+log_prob and ``nade_mean_nll`` for the training loss, O(DH) per example and O(nH) memory,
+never an (n, D, H) tensor; sampling runs the recurrence once over the whole batch.
 
 Initialisation: the output biases start data-dependent on the first training batch
 (component means at the per-dimension quantiles, widths from the per-dimension spread),
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dgmbench.models.autoregressive.nade import nade_mean_nll, nade_recurrence
 from dgmbench.models.base import ExactLikelihood, GenerativeModel, register_model
 
 
@@ -71,26 +73,38 @@ class RNADE(GenerativeModel, ExactLikelihood):
     def conditional_params(self, x: torch.Tensor):
         """Mixture parameters of every conditional p(x_d | x_<d): three (n, D, K) tensors."""
         x = x.reshape(len(x), self.dim)
-        contributions = x[:, :, None] * self.input_weight.T[None]  # (n, D, H): W[:, d] x_d
-        # a_d = c + sum_{j<d} W[:, j] x_j: an exclusive cumulative sum over dimensions.
-        preactivation = self.hidden_bias + torch.cumsum(contributions, dim=1) - contributions
-        hidden = torch.sigmoid(self.rho[None, :, None] * preactivation)
-        params = torch.bmm(hidden.transpose(0, 1), self.output_weight).transpose(0, 1).contiguous()
+        params = nade_recurrence(x, self.input_weight, self.hidden_bias, self.output_weight, self.rho)
         return self._mixture(params + self.output_bias)
+
+    def _mixture_log_density(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log sum_k alpha_k N(x; mu_k, sigma_k^2) elementwise, from (..., 3K) parameters."""
+        log_alpha, mean, std = self._mixture(params)
+        log_normal = torch.distributions.Normal(mean, std).log_prob(x[..., None])
+        return torch.logsumexp(log_alpha + log_normal, dim=-1)
 
     def conditional_log_densities(self, x: torch.Tensor) -> torch.Tensor:
         """(n, D): log p(x_d | x_<d)."""
         x = x.reshape(len(x), self.dim)
-        log_alpha, mean, std = self.conditional_params(x)
-        log_normal = torch.distributions.Normal(mean, std).log_prob(x[:, :, None])
-        return torch.logsumexp(log_alpha + log_normal, dim=-1)
+        params = nade_recurrence(x, self.input_weight, self.hidden_bias, self.output_weight, self.rho)
+        return self._mixture_log_density(params + self.output_bias, x)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return self.conditional_log_densities(x).sum(1)
 
     # --- training ------------------------------------------------------------------
     def loss(self, x: torch.Tensor) -> torch.Tensor:
-        return -self.log_prob(x).mean()
+        """Mean negative log-likelihood; with gradients, in NADEMeanNLL's single sweep."""
+        x = x.reshape(len(x), self.dim)
+        if not torch.is_grad_enabled() or x.requires_grad:
+            return -self.log_prob(x).mean()
+        return nade_mean_nll(
+            self._block_nll, x, self.input_weight, self.hidden_bias, self.output_weight, self.rho, self.output_bias
+        )
+
+    def _block_nll(self, out, x_block, start, stop, output_bias):
+        """Summed -log p(x_d | x_<d) of dimensions start..stop-1 from their (B, n, 3K) outputs."""
+        params = out.transpose(0, 1) + output_bias[start:stop]
+        return -self._mixture_log_density(params, x_block).sum()
 
     def training_step(self, x, optimizers, train):
         if not bool(self.initialized):

@@ -34,7 +34,13 @@ h2 (and h1):
 
 with Gibbs sampling h1 | (v, h2), then (v, h2) | h1 at inverse temperature beta.
 The metric ``dbm_vlb`` (dgmbench/metrics/dbm_bound.py) reports the negated bound with AIS log Z ("vlb_nll", a stochastic
-estimate of a bound) and, for small models, the exact NLL by enumeration.
+estimate of a bound) and, for small models, the exact NLL by enumeration; ``dbm_raise``
+reports RAISE (Burda, Grosse & Salakhutdinov 2015) through the same path run backwards from
+the data, its reverse chain started from the mean-field q(h2 | v) and weighted for it
+(DBMAnnealingPath): a stochastic lower bound on log p(v) of the annealing model.
+
+The joint phase's gradient is computed from the statistics and written into .grad (the
+surrogate above defines it; tests check it against autograd of the surrogate).
 """
 from __future__ import annotations
 
@@ -48,6 +54,7 @@ from torch import nn
 from dgmbench.data.base import DataInfo
 from dgmbench.enumeration import logsumexp_over_binary_states
 from dgmbench.models.base import GenerativeModel, TrainConfig, register_model
+from dgmbench.models.energy.rbm import SummedOutLayerPath
 
 
 def _uniform(shape, device, generator: torch.Generator | None) -> torch.Tensor:
@@ -58,7 +65,14 @@ def _uniform(shape, device, generator: torch.Generator | None) -> torch.Tensor:
 
 
 def _bernoulli(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    return (_uniform(logits.shape, logits.device, generator) < torch.sigmoid(logits)).to(logits.dtype)
+    return _bernoulli_from_probs(torch.sigmoid(logits), generator)
+
+
+def _bernoulli_from_probs(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    uniform = _uniform(probs.shape, probs.device, generator)
+    if uniform.dtype == probs.dtype:  # 0./1. written into the uniforms: no bool tensor to convert
+        return uniform.lt_(probs)
+    return (uniform < probs).to(probs.dtype)
 
 
 def _bernoulli_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -230,15 +244,33 @@ class DeepBoltzmannMachine(GenerativeModel):
                 h2, h2_copy = _bernoulli(h1 @ W2 + c2), _bernoulli(h1 @ W2 + c2)
         return -neg_energy(h1_data, top_data, top_data).mean() + neg_energy(h1, top_model, top_model).mean()
 
+    @torch.no_grad()
     def _joint(self, v: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            logits1, logits2 = self.mean_field(v, self.config.mean_field_steps)
-            mu1, mu2 = torch.sigmoid(logits1), torch.sigmoid(logits2)
-            chains = (self.chain_v, self.chain_h1, self.chain_h2)
-            for _ in range(self.config.gibbs_steps):
-                chains = self.gibbs_sweep(*chains)
-            for buffer, state in zip((self.chain_v, self.chain_h1, self.chain_h2), chains):
-                buffer.copy_(state)
+        """The joint update's gradient, written into .grad directly from the statistics (no
+        autograd): the surrogate's gradient is <-dE/dtheta>_chains - <-dE/dtheta>_q, e.g.
+        dL/dW1 = <v h1^T>_chains - <v mu1^T>_data, dL/dW2 = <h1 h2^T>_chains - <mu1 mu2^T>_data
+        (tests compare with autograd of the surrogate). Returns the surrogate's value."""
+        logits1, logits2 = self.mean_field(v, self.config.mean_field_steps)
+        mu1, mu2 = torch.sigmoid(logits1), torch.sigmoid(logits2)
+        chains = (self.chain_v, self.chain_h1, self.chain_h2)
+        for _ in range(self.config.gibbs_steps):
+            chains = self.gibbs_sweep(*chains)
+        for buffer, state in zip((self.chain_v, self.chain_h1, self.chain_h2), chains):
+            buffer.copy_(state)
+        chain_v, chain_h1, chain_h2 = chains
+        n, m = v.shape[0], chain_v.shape[0]
+
+        def difference_of_outer_products(model_left, model_right, data_left, data_right):
+            return torch.addmm(torch.mm(model_left.T, model_right), data_left.T, data_right, beta=1.0 / m, alpha=-1.0 / n)
+
+        for parameter, grad in (
+            (self.W1, difference_of_outer_products(chain_v, chain_h1, v, mu1)),
+            (self.W2, difference_of_outer_products(chain_h1, chain_h2, mu1, mu2)),
+            (self.b, chain_v.mean(0) - v.mean(0)),
+            (self.c1, chain_h1.mean(0) - mu1.mean(0)),
+            (self.c2, chain_h2.mean(0) - mu2.mean(0)),
+        ):
+            parameter.grad = grad
         return -self.neg_energy(v, mu1, mu2).mean() + self.neg_energy(*chains).mean()
 
     @property
@@ -262,7 +294,8 @@ class DeepBoltzmannMachine(GenerativeModel):
             "joint": self._joint,
         }[phase]
         surrogate = step(v)
-        surrogate.backward()
+        if phase != "joint":  # the joint phase writes its gradient itself (_joint)
+            surrogate.backward()
         if train.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.parameters(), train.grad_clip)
         opt.step()
@@ -282,8 +315,8 @@ class DeepBoltzmannMachine(GenerativeModel):
         # costly: train for the configured epochs.
         return None
 
-    def annealing_path(self, base: torch.Tensor) -> DBMAnnealingPath:
-        return DBMAnnealingPath(self, base)
+    def annealing_path(self, base: torch.Tensor, matmul_dtype=torch.float32) -> DBMAnnealingPath:
+        return DBMAnnealingPath(self, base, matmul_dtype)
 
     @classmethod
     def quick_config(cls, info: DataInfo) -> dict | None:
@@ -296,22 +329,44 @@ class DeepBoltzmannMachine(GenerativeModel):
         return {"epochs": 10, "batch_size": 100, "lr": 2e-2}
 
 
-class DBMAnnealingPath:
+class DBMAnnealingPath(SummedOutLayerPath):
     """AIS over the states (v, h2) with h1 summed out (module docstring). The base model,
     p_0(v, h2) = prod_i Bernoulli(v_i; sigmoid(a_i)) * 2^-H2, keeps the factor 2^H1 of the
-    uniform h1 in f_0, so Z_0 = prod_i (1 + e^{a_i}) * 2^(H1 + H2). A state is
-    (v, h2, v.W1 + W2.h2 + c1) in float64, so each temperature costs one product per layer."""
+    uniform h1 in f_0, so Z_0 = prod_i (1 + e^{a_i}) * 2^(H1 + H2). In the form of
+    SummedOutLayerPath, log f_beta = a.v + beta (v.(b - a) + c2.h2) + sum_j softplus(beta x_j)
+    with x = v.W1 + W2.h2 + c1; a state is (v, h2, x, v.(b - a) + c2.h2),
+    so each temperature costs one product per layer, in ``matmul_dtype`` (float32 unless
+    asked; log-weights are accumulated in float64 and ``log_f`` is evaluated in float64).
 
-    def __init__(self, model: DeepBoltzmannMachine, base: torch.Tensor):
+    RAISE (``raise_start``): the reverse chain must start from (v, h2) with h2 drawn given
+    the data, but p(h2 | v) of a DBM is intractable. It starts instead from the mean-field
+    posterior q(h2 | v) (factorial, exact log-density) and puts q into the weight:
+
+        w = f_1(v, h2) / (q(h2 | v) Z_0) * prod_k f_{k-1}(x_{k-1}) / f_k(x_{k-1}),
+
+    an importance weight on the extended space (h2, x_{K-1}, ..., x_0) whose proposal is
+    q(h2 | v) times the reverse chain and whose target is the forward annealing chain, so
+    E[w] = sum_{h2} p_fwd(v, h2) = p_fwd(v) exactly for any q with full support: log w is a
+    stochastic lower bound on log p_fwd(v) ~ log p(v), as RAISE's (Burda et al. 2015) is
+    for an RBM; a poorer q only lowers it further (by about KL(q || p_fwd(h2 | v)) in
+    expectation). Tests check E[w] = p_fwd(v) against the exact forward-chain marginal."""
+
+    def __init__(self, model: DeepBoltzmannMachine, base: torch.Tensor, matmul_dtype=torch.float32):
         self.model = model
-        self.W1, self.W2, self.b, self.c1, self.c2 = (p.detach() for p in model._params(torch.float64))
+        self.matmul_dtype = matmul_dtype
+        self.W1_64, self.W2_64, self.b_64, self.c1_64, self.c2_64 = (p.detach() for p in model._params(torch.float64))
+        self.W1, self.W2, self.c1, self.c2 = (p.to(matmul_dtype) for p in (self.W1_64, self.W2_64, self.c1_64, self.c2_64))
         probabilities = base.to(device=self.W1.device, dtype=torch.float64).reshape(-1)
         self.base_logits = torch.logit(probabilities.clamp(1e-6, 1 - 1e-6))
         hidden = model.config.hidden1 + model.config.hidden2
         self.log_z_base = F.softplus(self.base_logits).sum().item() + hidden * math.log(2)
+        self.base_logits_matmul = self.base_logits.to(matmul_dtype)
+        self.bias_difference = (self.b_64 - self.base_logits).to(matmul_dtype)  # b - a
 
     def _state(self, v, h2):
-        return v, h2, v @ self.W1 + h2 @ self.W2.T + self.c1
+        v, h2 = v.to(self.matmul_dtype), h2.to(self.matmul_dtype)
+        h1_input = torch.addmm(self.c1, v, self.W1).addmm_(h2, self.W2.T)
+        return v, h2, h1_input, v @ self.bias_difference + h2 @ self.c2
 
     @torch.no_grad()
     def sample_base(self, n: int, generator: torch.Generator):
@@ -321,14 +376,30 @@ class DBMAnnealingPath:
 
     @torch.no_grad()
     def log_f(self, state, beta: float) -> torch.Tensor:
-        v, h2, h1_input = state
-        linear = v @ ((1 - beta) * self.base_logits + beta * self.b) + beta * (h2 @ self.c2)
+        v, h2, h1_input = state[0].double(), state[1].double(), state[2].double()
+        linear = v @ ((1 - beta) * self.base_logits + beta * self.b_64) + beta * (h2 @ self.c2_64)
         return linear + F.softplus(beta * h1_input).sum(1)
+
+    def _transition(self, state, probs: torch.Tensor, beta: float, generator):
+        h1 = _bernoulli_from_probs(probs, generator)
+        v_logits = torch.addmm(self.bias_difference, h1, self.W1.T).mul_(beta).add_(self.base_logits_matmul)
+        v = _bernoulli_from_probs(torch.sigmoid(v_logits), generator)
+        h2 = _bernoulli_from_probs(torch.sigmoid(torch.addmm(self.c2, h1, self.W2).mul_(beta)), generator)
+        return self._state(v, h2)
 
     @torch.no_grad()
     def transition(self, state, beta: float, generator):
-        _, _, h1_input = state
-        h1 = _bernoulli(beta * h1_input, generator)
-        v_logits = (1 - beta) * self.base_logits + beta * (h1 @ self.W1.T + self.b)
-        v = _bernoulli(v_logits, generator)
-        return self._state(v, _bernoulli(beta * (h1 @ self.W2 + self.c2), generator))
+        return self._transition(state, torch.sigmoid(beta * state[2]), beta, generator)
+
+    @torch.no_grad()
+    def raise_start(self, x: torch.Tensor, generator) -> tuple[tuple, torch.Tensor]:
+        """RAISE's first state and log-weight (class docstring): h2 ~ q(h2 | v), the
+        mean-field posterior after ``eval_mean_field_steps`` sweeps, and
+        log f_1(v, h2) - log q(h2 | v) - log Z_0, float64, shape (n,)."""
+        v = x.flatten(1).to(self.W1_64.device, torch.float64)
+        _, logits2 = self.model.mean_field(v, self.model.config.eval_mean_field_steps)
+        h2 = _bernoulli(logits2, generator)
+        log_q = (h2 * logits2 - F.softplus(logits2)).sum(1)
+        h1_input = v @ self.W1_64 + h2 @ self.W2_64.T + self.c1_64
+        log_f1 = v @ self.b_64 + h2 @ self.c2_64 + F.softplus(h1_input).sum(1)
+        return self._state(v, h2), log_f1 - log_q - self.log_z_base

@@ -155,12 +155,16 @@ class DBN(GenerativeModel):
                 layer.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
             self.layer_started[index] = True
         optimizer = optimizers[f"layer{index}"]
-        optimizer.zero_grad(set_to_none=True)
-        loss = layer.contrastive_divergence_loss(data, self.negative_phase(index, data))
-        loss.backward()
+        # The layer's CD/PCD gradient from its statistics (dgmbench.models.energy.rbm), no autograd.
+        chains = getattr(self, f"persistent_chains_{index}")
+        negative, gap = layer.contrastive_divergence_gradients(
+            data, chains if self.config.persistent else None, self.config.k
+        )
+        if self.config.persistent:
+            chains.copy_(negative)
         optimizer.step()
         self.updates_done += 1
-        return {"free_energy_gap": loss.item(), "layer": float(index)}
+        return {"free_energy_gap": gap, "layer": float(index)}
 
     def validation_score(self, x: torch.Tensor) -> float | None:
         return None

@@ -33,7 +33,7 @@ from torch import nn
 
 from dgmbench.enumeration import logsumexp_over_binary_states
 from dgmbench.models.base import EnergyBased, GenerativeModel, TrainConfig, register_model
-from dgmbench.models.energy.rbm import _bernoulli
+from dgmbench.models.energy.rbm import SummedOutLayerPath, _bernoulli, _softplus_sum
 
 EXACT_MAX_HIDDEN = 25
 VALIDATION_EXACT_MAX_HIDDEN = 16
@@ -129,10 +129,10 @@ class GaussianBernoulliRBM(GenerativeModel, EnergyBased):
         gaussian = 0.5 * (math.log(2 * math.pi) + log_variance).sum()
         return float(logsumexp_over_binary_states(log_f, self.config.hidden, weight.device) + gaussian)
 
-    def annealing_path(self, base: torch.Tensor) -> "GBRBMAnnealingPath":
+    def annealing_path(self, base: torch.Tensor, matmul_dtype=torch.float32) -> "GBRBMAnnealingPath":
         """`base` is the training mean on the original scale (dgmbench.metrics.ais.base_rate)."""
         base = base.to(self.data_mean.device, torch.float64).flatten()
-        return GBRBMAnnealingPath(self, (base - self.data_mean.double()) / self.data_std.double())
+        return GBRBMAnnealingPath(self, (base - self.data_mean.double()) / self.data_std.double(), matmul_dtype)
 
     # --- training -----------------------------------------------------------------------
     @torch.no_grad()
@@ -171,11 +171,58 @@ class GaussianBernoulliRBM(GenerativeModel, EnergyBased):
                     self.persistent_chains.normal_()
             self.standardization_fixed.fill_(True)
         (optimizer,) = optimizers.values()
-        optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(x)
-        loss.backward()
+        gap = self.contrastive_divergence_gradients(self.standardize(x))
         optimizer.step()
-        return {"free_energy_gap": loss.item()}
+        return {"free_energy_gap": gap}
+
+    @torch.no_grad()
+    def contrastive_divergence_gradients(self, y_data: torch.Tensor) -> float:
+        """The CD-k / PCD-k gradient of  mean F(y_data) - mean F(y_negative)  written into
+        .grad from the statistics (no autograd; tests compare with autograd of ``loss``).
+        With u = y / s^2, p = sigmoid(c + u W) and <.> means over the data (d) or the
+        negatives (m):
+
+            dL/dW = <u^T p>_m - <u^T p>_d,   dL/db = (<y>_m - <y>_d) / s^2,
+            dL/dc = <p>_m - <p>_d,
+            dL/d log s^2 = -(<(y - b)^2>_d - <(y - b)^2>_m) / (2 s^2) - sum_j W_ij (dL/dW)_ij,
+
+        the last because d(u_i W_ij)/d log s_i^2 = -u_i W_ij. The random draws are those of
+        ``negative_phase``, in the same order. Returns the free-energy difference."""
+        weight, visible_bias, hidden_bias, log_variance = self._params()
+        inverse_variance = torch.exp(-log_variance)
+
+        def hidden_input_and_probs(y):
+            hidden_input = torch.addmm(hidden_bias, y * inverse_variance, weight)
+            return hidden_input, torch.sigmoid(hidden_input)
+
+        data_input, data_probs = hidden_input_and_probs(y_data)
+        y = self.persistent_chains if self.config.persistent else y_data
+        hidden_input, probs = (data_input, data_probs) if not self.config.persistent else hidden_input_and_probs(y)
+        for _ in range(self.config.k):
+            mean = torch.addmm(visible_bias, _bernoulli(probs), weight.T)
+            y = mean + torch.exp(0.5 * log_variance) * torch.randn_like(mean)
+            hidden_input, probs = hidden_input_and_probs(y)
+        if self.config.persistent:
+            self.persistent_chains.copy_(y)
+        n, m = y_data.shape[0], y.shape[0]
+        grad_weight = torch.addmm(
+            torch.mm((y * inverse_variance).T, probs), (y_data * inverse_variance).T, data_probs, beta=1.0 / m, alpha=-1.0 / n
+        )
+        square_data, square_negative = (y_data - visible_bias).square().mean(0), (y - visible_bias).square().mean(0)
+        gradients = [
+            (weight, grad_weight),
+            (visible_bias, (y.mean(0) - y_data.mean(0)) * inverse_variance),
+            (hidden_bias, probs.mean(0) - data_probs.mean(0)),
+        ]
+        if log_variance.requires_grad:
+            grad_log_variance = -0.5 * (square_data - square_negative) * inverse_variance - (weight * grad_weight).sum(1)
+            gradients.append((log_variance, grad_log_variance))
+        for parameter, grad in gradients:
+            parameter.grad = grad
+        gap = 0.5 * ((square_data - square_negative) * inverse_variance).sum() - (
+            _softplus_sum(data_input, data_probs) / n - _softplus_sum(hidden_input, probs) / m
+        )
+        return float(gap)
 
     @torch.no_grad()
     def validation_score(self, x: torch.Tensor) -> float | None:
@@ -204,38 +251,56 @@ class GaussianBernoulliRBM(GenerativeModel, EnergyBased):
         return "dequantized"
 
 
-class GBRBMAnnealingPath:
-    """Geometric path from N(mu_A, s^2) x Uniform(h) to the GB-RBM, on standardized y."""
+class GBRBMAnnealingPath(SummedOutLayerPath):
+    """Geometric path from N(mu_A, s^2) x Uniform(h) to the GB-RBM, on standardized y. In the
+    form of SummedOutLayerPath (dgmbench.models.energy.rbm):
 
-    def __init__(self, model: GaussianBernoulliRBM, base_mean: torch.Tensor):
-        self.weight, self.visible_bias, self.hidden_bias, log_variance = (
-            p.detach() for p in model._params(torch.float64)
+        log f_beta(y) = q_A(y) + beta (q(y) - q_A(y)) + sum_j softplus(beta a_j(y)),
+
+    q_A(y) = -sum_i (y_i - mu_A,i)^2 / (2 s_i^2), q(y) the same about b, a(y) = c + (y / s^2) W;
+    p_beta(y | h) = N(mu_A + beta (W h + b - mu_A), s^2). A state is
+    (y, a(y), q(y) - q_A(y)); products, samples and increments in
+    ``matmul_dtype`` (float32 unless asked), log-weights accumulated and ``log_f`` in float64."""
+
+    def __init__(self, model: GaussianBernoulliRBM, base_mean: torch.Tensor, matmul_dtype=torch.float32):
+        self.matmul_dtype = matmul_dtype
+        weight, visible_bias, hidden_bias, log_variance = (p.detach() for p in model._params(torch.float64))
+        self.weight_64, self.visible_bias_64, self.hidden_bias_64 = weight, visible_bias, hidden_bias
+        self.inverse_variance_64 = torch.exp(-log_variance)
+        self.base_mean_64 = base_mean
+        self.weight, self.visible_bias, self.hidden_bias, self.inverse_variance, self.std, self.base_mean = (
+            t.to(matmul_dtype) for t in (weight, visible_bias, hidden_bias, self.inverse_variance_64,
+                                         torch.exp(0.5 * log_variance), base_mean)
         )
-        self.inverse_variance = torch.exp(-log_variance)
-        self.std = torch.exp(0.5 * log_variance)
-        self.base_mean = base_mean
+        self.mean_difference = self.visible_bias - self.base_mean  # b - mu_A
         self.data_mean, self.data_std = model.data_mean.double(), model.data_std.double()
-        hidden = self.weight.shape[1]
+        hidden = weight.shape[1]
         self.log_z_base = float(0.5 * (math.log(2 * math.pi) + log_variance).sum()) + hidden * math.log(2.0)
 
     def _state(self, y):
-        return y, (y * self.inverse_variance) @ self.weight + self.hidden_bias
+        y = y.to(self.matmul_dtype)
+        hidden_input = torch.addmm(self.hidden_bias, y * self.inverse_variance, self.weight)
+        quadratic = ((y - self.base_mean).square() - (y - self.visible_bias).square()) @ (0.5 * self.inverse_variance)
+        return y, hidden_input, quadratic
 
     def sample_base(self, n: int, generator):
-        noise = torch.randn(n, self.base_mean.numel(), generator=generator, device=self.base_mean.device, dtype=torch.float64)
+        noise = torch.randn(n, self.base_mean.numel(), generator=generator, device=self.base_mean.device,
+                            dtype=self.matmul_dtype)
         return self._state(self.base_mean + self.std * noise)
 
     def log_f(self, state, beta: float) -> torch.Tensor:
-        y, hidden_input = state
-        quadratic = (1 - beta) * (y - self.base_mean) ** 2 + beta * (y - self.visible_bias) ** 2
-        return -0.5 * (quadratic * self.inverse_variance).sum(1) + F.softplus(beta * hidden_input).sum(1)
+        y, hidden_input = state[0].double(), state[1].double()
+        quadratic = (1 - beta) * (y - self.base_mean_64) ** 2 + beta * (y - self.visible_bias_64) ** 2
+        return -0.5 * (quadratic * self.inverse_variance_64).sum(1) + F.softplus(beta * hidden_input).sum(1)
+
+    def _transition(self, state, probs: torch.Tensor, beta: float, generator):
+        h = _bernoulli(probs, generator)
+        mean = torch.addmm(self.mean_difference, h, self.weight.T).mul_(beta).add_(self.base_mean)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return self._state(mean.addcmul_(self.std, noise))
 
     def transition(self, state, beta: float, generator):
-        y, hidden_input = state
-        h = _bernoulli(torch.sigmoid(beta * hidden_input), generator)
-        mean = (1 - beta) * self.base_mean + beta * (h @ self.weight.T + self.visible_bias)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=torch.float64)
-        return self._state(mean + self.std * noise)
+        return self._transition(state, torch.sigmoid(beta * state[1]), beta, generator)
 
     def data_state(self, x: torch.Tensor, generator):
         """RAISE starts at the (standardized) data; the state is the visible vector itself."""

@@ -5,10 +5,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dgmbench.data.base import DataInfo, Dataset
 from dgmbench.data.digits import _load as load_digits
-from dgmbench.metrics.ais import ReversiblePath, base_rate, run_ais, schedule
+from dgmbench.metrics.ais import ReversiblePath, base_rate, run_ais, run_raise, schedule
 from dgmbench.metrics.base import METRICS, EvalContext
 from dgmbench.models.base import TrainConfig, build_model
 from dgmbench.models.energy.dbm import DeepBoltzmannMachine
@@ -110,7 +111,7 @@ def test_annealing_path_endpoints_and_intermediate_normalizer():
     model = random_dbm()
     brute = BruteForce(model)
     base = torch.linspace(0.2, 0.8, D)
-    path = model.annealing_path(base)
+    path = model.annealing_path(base, torch.float64)
     v = brute.v.repeat_interleave(1 << H2, 0)
     h2 = brute.h2.repeat(1 << D, 1)
     state = path._state(v, h2)
@@ -120,7 +121,18 @@ def test_annealing_path_endpoints_and_intermediate_normalizer():
     base_term = (brute.v @ torch.logit(base.double()))[:, None, None] * (1 - beta)
     expected = torch.logsumexp((beta * brute.neg_energy + base_term).flatten(), 0)
     assert torch.logsumexp(path.log_f(state, beta), 0).item() == pytest.approx(expected.item(), abs=1e-10)
-    assert not isinstance(path, ReversiblePath)  # no RAISE: log p~(v) is intractable
+    # no plain data_state: p(h2 | v) is intractable; RAISE starts through raise_start (below)
+    assert not isinstance(path, ReversiblePath) and callable(path.raise_start)
+    # the fused loop's increments are exactly these log f differences (float64 products),
+    # and within float32 rounding with float32 products
+    for dtype, tolerance in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
+        path = model.annealing_path(base, dtype)
+        state = path._state(v, h2)
+        for beta_from, beta_to in ((0.0, 0.3), (0.3, 0.31), (0.9, 1.0), (1.0, 0.7)):
+            probs = torch.sigmoid(state[2] * beta_to)
+            increment = path._increment(state, beta_from, beta_to, probs).double()
+            expected = path.log_f(state, beta_to) - path.log_f(state, beta_from)
+            torch.testing.assert_close(increment, expected, rtol=0, atol=tolerance)
 
 
 def test_ais_log_partition_within_a_tenth_of_a_nat_and_inside_three_sigma():
@@ -252,3 +264,121 @@ def test_runs_on_cuda_including_the_metric():
     ctx = EvalContext(quick=True, device=torch.device("cuda"), settings={"ais_temperatures": 20, "ais_chains": 5})
     values = {value.name: value for value in METRICS.get("dbm_vlb")(model, dataset, ctx)}
     assert math.isfinite(values["vlb_nll"].value) and math.isfinite(values["nll"].value)
+
+
+def forward_chain_marginal(model, path, betas):
+    """p_fwd(v) of the forward annealing chain over (v, h2), p_0 T_1 ... T_K with the exact
+    Gibbs kernel T_beta((v, h2) -> (v', h2')) = sum_h1 p(h1 | v, h2) p(v' | h1) p(h2' | h1)."""
+    W1, W2, b, c1, c2 = (p.detach().double() for p in (model.W1, model.W2, model.b, model.c1, model.c2))
+    v, h1, h2 = all_binary(D), all_binary(H1), all_binary(H2)
+    states_v, states_h2 = v.repeat_interleave(1 << H2, 0), h2.repeat(1 << D, 1)  # index = v * 2^H2 + h2
+    a = path.base_logits
+
+    def prob(states, logits):  # (rows of logits) x (rows of states)
+        return torch.exp(logits @ states.T - F.softplus(logits).sum(1, keepdim=True))
+
+    p = prob(v, a[None]).reshape(-1).repeat_interleave(1 << H2) / (1 << H2)
+    for beta in betas:
+        p_h1 = prob(h1, beta * (states_v @ W1 + states_h2 @ W2.T + c1))  # (512, 16)
+        p_v = prob(v, (1 - beta) * a + beta * (h1 @ W1.T + b))  # (16, 64)
+        p_h2 = prob(h2, beta * (h1 @ W2 + c2))  # (16, 8)
+        p = p @ (p_h1 @ (p_v[:, :, None] * p_h2[:, None, :]).reshape(1 << H1, -1))
+    return p.reshape(1 << D, 1 << H2).sum(1)
+
+
+
+def test_raise_weights_are_unbiased_for_the_forward_chain_marginal():
+    """RAISE from the mean-field q(h2 | v) (DBMAnnealingPath docstring): E[w] = p_fwd(v),
+    the marginal of the forward annealing chain computed exactly from transition matrices."""
+    model = random_dbm(scale=1.0, seed=5)
+    path = model.annealing_path(torch.linspace(0.3, 0.7, D))
+    betas = schedule(6)
+    p_fwd = forward_chain_marginal(model, path, betas[1:].tolist())
+    assert abs(float(p_fwd.sum()) - 1) < 1e-12
+    rows = [3, 22, 60]
+    estimate = run_raise(path, all_binary(D)[rows], None, betas, 40_000, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(torch.exp(estimate), p_fwd[rows], rtol=0.03, atol=0)
+
+
+def test_raise_is_a_stochastic_lower_bound_close_to_the_exact_log_likelihood():
+    """Per-chain RAISE log-weights: below log p_fwd(v) in expectation (Jensen), and with a
+    fine schedule within a fraction of a nat of the exact log p(v) by enumeration."""
+    model = random_dbm(scale=1.0, seed=7)
+    brute = BruteForce(model)
+    path = model.annealing_path(torch.full((D,), 0.5))
+    betas = schedule(200)
+    x = all_binary(D).repeat(8, 1)  # every v, 8 independent chains each
+    log_w = run_raise(path, x, None, betas, 1, torch.Generator().manual_seed(1))
+    exact = brute.log_p_v.repeat(8)
+    p_fwd = forward_chain_marginal(model, path, betas[1:].tolist()).log().repeat(8)
+    for reference in (p_fwd, exact):
+        gap = log_w - reference
+        stderr = float(gap.std()) / math.sqrt(len(gap))
+        assert float(gap.mean()) <= 3 * stderr, (float(gap.mean()), stderr)
+        assert float(gap.mean()) > -0.5
+
+
+def test_raise_metric_brackets_the_exact_nll_with_the_bound():
+    """dbm_raise on the whole (tiny) test split: a conservative NLL, above the exact NLL in
+    expectation but within a fraction of a nat of it; kind "bound" with its protocol."""
+    model = random_dbm(scale=0.8, seed=6).float()
+    brute = BruteForce(model.double())
+    model.float()
+    data = all_binary(D).float()
+    splits = {"train": data[::2], "valid": data[1::4], "test": data[1::2]}
+    dataset = Dataset(vector_info(), splits)
+    metric = METRICS.get("dbm_raise")
+    assert metric.applies(model, dataset)
+    ctx = EvalContext(quick=True, settings={"raise_temperatures": 300, "raise_chains": 20})
+    (value,) = metric(model, dataset, ctx)
+    exact_nll = -brute.log_p_v[brute.row(splits["test"])].mean().item()
+    assert value.name == "raise_nll" and value.kind == "bound" and value.n == 32
+    assert exact_nll - 3 * value.stderr <= value.value < exact_nll + 0.3
+    assert value.protocol["raise_whole_split"] and value.protocol["raise_chains_per_example"] == 20
+
+
+def test_direct_joint_updates_equal_the_autograd_surrogate_updates():
+    """The joint phase's gradient from the statistics equals autograd of its surrogate
+    (-<-E>_q + <-E>_chains, mean-field means and chains held fixed): same seed, same
+    batches, parameters after several updates agree to 1e-6."""
+    data = torch.bernoulli(torch.full((90, D), 0.4), generator=torch.Generator().manual_seed(0))
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(build_model("dbm", vector_info(), hidden1=H1, hidden2=H2, num_chains=13, init_std=0.3))
+    train = TrainConfig(lr=0.05)
+    optimizers = [model.configure_optimizers(train) for model in models]
+
+    def autograd_joint_step(model, v, opt):  # the joint step as it was: autograd of the surrogate
+        if not bool(model.initialised):
+            with torch.no_grad():
+                model.b.copy_(torch.logit(v.mean(0).clamp(0.01, 0.99)))
+            model.initialised.fill_(True)
+        opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            logits1, logits2 = model.mean_field(v, model.config.mean_field_steps)
+            mu1, mu2 = torch.sigmoid(logits1), torch.sigmoid(logits2)
+            chains = (model.chain_v, model.chain_h1, model.chain_h2)
+            for _ in range(model.config.gibbs_steps):
+                chains = model.gibbs_sweep(*chains)
+            for buffer, state in zip((model.chain_v, model.chain_h1, model.chain_h2), chains):
+                buffer.copy_(state)
+        surrogate = -model.neg_energy(v, mu1, mu2).mean() + model.neg_energy(*chains).mean()
+        surrogate.backward()
+        opt.step()
+        model.updates_done += 1
+        return surrogate.item()
+
+    initial = {name: p.detach().clone() for name, p in models[0].named_parameters()}
+    for step in range(3):
+        batch = data[step * 30 : (step + 1) * 30]
+        torch.manual_seed(10 + step)
+        logs = models[0].training_step(batch, optimizers[0], train)
+        torch.manual_seed(10 + step)
+        assert logs["surrogate"] == pytest.approx(autograd_joint_step(models[1], batch, optimizers[1]["model"]), abs=1e-5)
+    for name, parameter in models[0].named_parameters():
+        expected = dict(models[1].named_parameters())[name]
+        torch.testing.assert_close(parameter, expected, rtol=0, atol=1e-6, msg=name)
+        if name != "pretrain_top_visible_bias":
+            assert (parameter - initial[name]).abs().max() > 1e-3, name
+    torch.testing.assert_close(models[0].chain_h2, models[1].chain_h2, rtol=0, atol=0)

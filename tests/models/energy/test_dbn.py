@@ -133,3 +133,47 @@ def test_trained_dbn_bound_is_below_exact_and_metrics_report_both():
     with_ais = evaluate(model, dataset, ctx, only=["vlb_nll"])[0]
     assert with_ais.protocol["ais_temperatures"] == 1000 and "log_z_plus_3sd" in with_ais.protocol
     assert abs(with_ais.value - values["vlb_nll"].value) < 0.1
+
+
+def _autograd_training_step(model, x, optimizers):
+    """The DBN's training step before the direct CD statistics: autograd through the current
+    layer's free-energy surrogate (the reference of the test below)."""
+    index = model.current_layer
+    layer = model.layers[index]
+    data = model.up(x.flatten(1), index)
+    if not bool(model.layer_started[index]):
+        with torch.no_grad():
+            p = data.mean(0).clamp(0.01, 0.99)
+            layer.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
+        model.layer_started[index] = True
+    optimizer = optimizers[f"layer{index}"]
+    optimizer.zero_grad(set_to_none=True)
+    loss = layer.contrastive_divergence_loss(data, model.negative_phase(index, data))
+    loss.backward()
+    optimizer.step()
+    model.updates_done += 1
+    return loss.item()
+
+
+def test_direct_cd_updates_equal_the_autograd_surrogate_updates_in_every_layer():
+    """Both layers trained (3 updates each) with PCD-2, same generator state before every
+    step: the parameters equal the autograd formulation's to 1e-6."""
+    data = load_dataset("digits/binary").split("train")
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(build_model("dbn", load_dataset("digits/binary").info, hidden=(20, 12),
+                                  updates_per_layer=3, persistent=True, pcd_chains=25, k=2, init_std=0.1))
+    train = TrainConfig(lr=0.1, batch_size=40, weight_decay=1e-3)
+    optimizers = [model.configure_optimizers(train) for model in models]
+    for step in range(6):
+        batch = data[step * 40 : (step + 1) * 40]
+        torch.manual_seed(7 + step)
+        gap = models[0].training_step(batch, optimizers[0], train)["free_energy_gap"]
+        torch.manual_seed(7 + step)
+        assert abs(gap - _autograd_training_step(models[1], batch, optimizers[1])) < 1e-4
+    assert models[0].current_layer == 1 and int(models[0].updates_done) == 6
+    for (name, got), expected in zip(models[0].named_parameters(), models[1].parameters()):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6, msg=name)
+    for name, buffer in models[0].named_buffers():
+        torch.testing.assert_close(buffer, dict(models[1].named_buffers())[name], rtol=0, atol=0, msg=name)

@@ -2,6 +2,7 @@
 surrogate's gradient against autograd of the exact log-likelihood, training, resuming."""
 import itertools
 
+import pytest
 import torch
 
 from dgmbench.data.base import DataInfo, load_dataset
@@ -120,3 +121,55 @@ def test_persistent_chains_resume_from_checkpoint(tmp_path):
     fresh.load_state_dict(state)
     torch.testing.assert_close(fresh.persistent_chains, model.persistent_chains)
     assert bool(fresh.initialised)
+
+
+def autograd_training_step(model, x, optimizer):
+    """The RBM's training step as it was before the direct statistics: autograd through the
+    free-energy surrogate mean F(data) - mean F(negatives) (the reference for the test below)."""
+    v = x.flatten(1)
+    if model.config.init_visible_bias_from_data and not bool(model.initialised):
+        with torch.no_grad():
+            p = v.mean(0).clamp(0.01, 0.99)
+            model.layer.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
+        model.initialised.fill_(True)
+    optimizer.zero_grad(set_to_none=True)
+    negative = model.negative_phase(v)
+    loss = model.layer.contrastive_divergence_loss(v, negative)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+
+@pytest.mark.parametrize("k,persistent", [(1, False), (3, False), (1, True), (2, True)])
+def test_direct_cd_updates_equal_the_autograd_surrogate_updates(k, persistent):
+    """Same seed, same batches, same generator state before every step: the parameters,
+    momentum buffers and persistent chains after several SGD-with-momentum steps (weight
+    decay on W) equal those of the autograd formulation to 1e-6."""
+    data = load_dataset("digits/binary").split("train")
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(build_model("rbm", data_info(), hidden=40, k=k, persistent=persistent, pcd_chains=30, init_std=0.1))
+    direct, reference = models
+    initial = [p.detach().clone() for p in direct.parameters()]
+    train = TrainConfig(lr=0.1, batch_size=50, weight_decay=1e-3)
+    optimizers = direct.configure_optimizers(train), reference.configure_optimizers(train)
+    for step in range(6):
+        batch = data[step * 50 : (step + 1) * 50]
+        torch.manual_seed(100 + step)
+        gap = direct.training_step(batch, optimizers[0], train)["free_energy_gap"]
+        torch.manual_seed(100 + step)
+        expected_gap = autograd_training_step(reference, batch, optimizers[1]["model"])
+        assert gap == pytest.approx(expected_gap, abs=1e-4)
+    for (name, got), expected, start in zip(direct.named_parameters(), reference.parameters(), initial):
+        assert (got - start).abs().max() > 1e-3, name  # the steps really moved every parameter
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6, msg=name)
+        # the accumulated gradients (momentum buffers) agree to float32 rounding of sums
+        momentum = optimizers[0]["model"].state[got]["momentum_buffer"]
+        torch.testing.assert_close(momentum, optimizers[1]["model"].state[expected]["momentum_buffer"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(direct.persistent_chains, reference.persistent_chains, rtol=0, atol=0)
+
+
+def data_info():
+    return load_dataset("digits/binary").info
