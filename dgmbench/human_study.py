@@ -76,6 +76,7 @@ import pandas as pd
 import torch
 
 from dgmbench.data.base import DataInfo
+from dgmbench.train.checkpoint import load_tensor_file
 
 ATTENTION_CHECK = "attention_check"
 SIDES = ("left", "right")
@@ -336,10 +337,22 @@ class ResponseValidationError(ValueError):
     """Responses that do not fit the manifest; the message lists every problem."""
 
 
-def _read_csv(source: str | Path | pd.DataFrame) -> pd.DataFrame:
+def _read_csv(source: str | Path | pd.DataFrame, what: str = "CSV file") -> pd.DataFrame:
+    """A CSV file as strings; a directory, a missing, empty or unparsable file is one
+    ValueError line naming the file."""
     if isinstance(source, pd.DataFrame):
         return source.astype(str)
-    return pd.read_csv(source, dtype=str, keep_default_na=False)
+    path = Path(source)
+    if path.is_dir():
+        raise ResponseValidationError(f"{path} is a directory; give the {what} itself")
+    if not path.exists():
+        raise ResponseValidationError(f"{path}: no such {what}")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ResponseValidationError(f"{path} is empty; expected a {what} with a header row") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ResponseValidationError(f"{path} is not a readable {what}: {' '.join(str(err).split())}") from None
 
 
 def _problem_list(problems: list[dict], limit: int = 50) -> str:
@@ -350,10 +363,12 @@ def _problem_list(problems: list[dict], limit: int = 50) -> str:
 
 
 def read_manifest(manifest: str | Path | pd.DataFrame) -> pd.DataFrame:
-    table = _read_csv(manifest)
+    table = _read_csv(manifest, "manifest CSV file (manifest.csv of an exported study)")
     missing = [c for c in ("trial_id", "model", "real_position") if c not in table.columns]
     if missing:
         raise ResponseValidationError(f"manifest lacks the column(s) {', '.join(missing)}")
+    if table.empty:
+        raise ResponseValidationError(f"manifest {manifest} has a header but no trials")
     duplicated = table["trial_id"][table["trial_id"].duplicated()].unique()
     if len(duplicated):
         raise ResponseValidationError(f"manifest repeats trial id(s) {', '.join(duplicated[:10])}")
@@ -384,13 +399,16 @@ def read_responses(
     frames, problems = [], []
     for position, source in enumerate(responses):
         name = f"responses[{position}]" if isinstance(source, pd.DataFrame) else str(source)
-        table = _read_csv(source)
+        table = _read_csv(source, "response CSV file")
         missing = [c for c in REQUIRED_RESPONSE_COLUMNS if c not in table.columns]
         if missing:
             raise ResponseValidationError(
                 f"{name} lacks the required column(s) {', '.join(missing)} "
                 f"(required: {', '.join(REQUIRED_RESPONSE_COLUMNS)}; found: {', '.join(table.columns)})"
             )
+        if table.empty:
+            raise ResponseValidationError(f"{name} has a header but no response rows; remove it or give the "
+                                          "file with the participants' answers")
         table = table.copy()
         table["source"] = name
         table["line"] = np.arange(len(table)) + 2  # line 1 is the header
@@ -583,7 +601,7 @@ def _cli_export(args: argparse.Namespace) -> int:
         real = to_uint8(dataset.split(args.split), info)
         fakes = {}
         for model, path in samples.items():
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            loaded = load_tensor_file(path, what="samples file (a tensor saved with torch.save)")
             if not isinstance(loaded, torch.Tensor):
                 raise ValueError(f"{path}: expected a tensor of samples, found {type(loaded).__name__}")
             if tuple(loaded.shape[1:]) != info.shape:

@@ -7,11 +7,16 @@ writers never interleave, a kill at any moment leaves either no record or a whol
 merge in git without conflicts. A run's record name contains its run key (a hash of
 model, data, configs, seed and evaluation settings), so a resumed or repeated run cannot
 add a second record for the same configuration unless asked to (``force``).
+
+Records are strict JSON (RFC 8259), readable by every JSON parser: a non-finite number
+(NaN, +-inf, e.g. the validation score of a model without one) is written as null. Older
+records with bare NaN/Infinity still load.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +36,25 @@ def canonical_json(obj: Any) -> str:
 
 def config_hash(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
+def finite_or_null(obj: Any) -> Any:
+    """`obj` with every non-finite float (NaN, +-inf; also numpy/torch scalars) replaced by
+    None, recursively through dicts, lists and tuples."""
+    if isinstance(obj, dict):
+        return {key: finite_or_null(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(value) for value in obj]
+    if not isinstance(obj, (bool, int, str)) and hasattr(obj, "item") and getattr(obj, "shape", None) == ():
+        obj = obj.item()  # a numpy or torch scalar
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def record_json(record: dict) -> str:
+    """The text of a record file: strict JSON (no NaN/Infinity), sorted keys, one space indent."""
+    return json.dumps(finite_or_null(record), indent=1, sort_keys=True, default=str, allow_nan=False) + "\n"
 
 
 @dataclass
@@ -63,7 +87,7 @@ class ResultsStore:
                 f"a record for this exact run already exists: {self.existing(key)[0]} "
                 "(rerun with --force to record a repeat)"
             )
-        text = json.dumps(record, indent=1, sort_keys=True, default=str) + "\n"
+        text = record_json(record)
         fd, tmp = tempfile.mkstemp(dir=self.records_dir, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "w") as handle:

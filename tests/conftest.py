@@ -17,6 +17,19 @@ torch.set_num_threads(1)
 os.environ.setdefault("DGMBENCH_DATA_DIR", str((REPO.parent / "shared" / "data").resolve()))
 
 
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """pytest-benchmark: every saved run's machine_info carries the thread counts in force
+    (torch's pools, the OpenMP wait policy, every BLAS / OpenMP pool via threadpoolctl), so
+    timings from a loaded or differently-threaded machine can be told apart. (Here, not in
+    tests/benchmarks/conftest.py: a second module named conftest would shadow this one's
+    helpers for the tests that import them.)"""
+    import numpy  # noqa: F401 - load numpy's BLAS, so that its pool is listed too
+
+    from dgmbench.provenance import thread_info
+
+    machine_info["threads"] = thread_info()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _cache_dir(tmp_path_factory):
     if "DGMBENCH_CACHE_DIR" not in os.environ:

@@ -404,3 +404,59 @@ def test_attention_filter_needs_attention_checks(tmp_path):
     manifest = pd.read_csv(files.manifest, dtype=str, keep_default_na=False)
     with pytest.raises(ValueError, match="attention checks"):
         hs.ingest(answers(manifest, "p", always_real), files.manifest, min_attention_accuracy=0.5)
+
+
+# --- issue 8 item 6: every bad ingest/export argument is one line, never a traceback ------------
+@pytest.mark.parametrize("make, message", [
+    (lambda d: (d / "r.csv").write_text("participant_id,trial_id,choice\n") and d / "r.csv",
+     "has a header but no response rows"),
+    (lambda d: (d / "r.csv").write_text("") == 0 and d / "r.csv", "is empty; expected a response CSV file"),
+    (lambda d: d, "is a directory; give the response CSV file itself"),
+    (lambda d: d / "missing.csv", "no such response CSV file"),
+])
+def test_ingest_bad_response_files_are_one_line(study, tmp_path, capsys, make, message):
+    _, _, files, _ = study
+    path = make(tmp_path)
+    assert cli(["human-study", "ingest", "--manifest", str(files.manifest), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and str(path) in err
+
+
+def test_ingest_with_a_directory_or_header_only_manifest_is_one_line(study, tmp_path, capsys):
+    _, _, files, manifest = study
+    answers(manifest, "p", always_real).to_csv(tmp_path / "r.csv", index=False)
+    assert cli(["human-study", "ingest", "--manifest", str(files.manifest.parent), str(tmp_path / "r.csv")]) == 2
+    assert "is a directory; give the manifest CSV file" in capsys.readouterr().err
+    (tmp_path / "m.csv").write_text(",".join(manifest.columns) + "\n")
+    assert cli(["human-study", "ingest", "--manifest", str(tmp_path / "m.csv"), str(tmp_path / "r.csv")]) == 2
+    assert "has a header but no trials" in capsys.readouterr().err
+
+
+def test_the_dgmbench_command_reports_ingest_errors_in_one_line(study, tmp_path, capsys):
+    from dgmbench.cli import main
+
+    _, _, files, _ = study
+    assert main(["human-study", "ingest", "--manifest", str(files.manifest), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a directory" in err
+
+
+class _RunsCode:
+    """Unpickling this would create `marker` (a stand-in for arbitrary code)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_export_refuses_a_samples_file_that_is_not_plain_tensors(tmp_path, capsys):
+    marker = tmp_path / "code_ran"
+    torch.save({"samples": _RunsCode(marker)}, tmp_path / "evil.pt")
+    argv = ["human-study", "export", "--dataset", "digits/binary", "--samples", f"m={tmp_path / 'evil.pt'}",
+            "--out", str(tmp_path / "s"), "--trials", "4"]
+    assert cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"refused to load {tmp_path / 'evil.pt'}" in err and "could run code" in err
+    assert not marker.exists() and not (tmp_path / "s").exists()

@@ -73,3 +73,44 @@ def test_a_corrupt_record_is_reported_not_dropped(tmp_path):
     path.write_text(json.dumps({"ok": 1})[:-2])
     with pytest.raises(ValueError, match="corrupt result record"):
         store.load()
+
+
+# --- issue 8 item 7: records are strict JSON ------------------------------------------------------
+def strict_loads(text: str):
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_non_finite_numbers_are_written_as_null(tmp_path):
+    import numpy as np
+    import torch
+
+    store = ResultsStore(tmp_path)
+    rec = record("f" * 64)
+    rec.update(metrics=[{"name": "nll", "value": float("nan"), "stderr": float("inf")}],
+               history=[{"epoch": 1, "valid": float("nan")}, {"epoch": 2, "valid": -float("inf")}],
+               scalars=(np.float64("nan"), np.float32(2.5), torch.tensor(float("nan")), 3, True, "NaN"))
+    path = store.append(rec)
+    loaded = strict_loads(path.read_text())
+    assert loaded["metrics"][0]["value"] is None and loaded["metrics"][0]["stderr"] is None
+    assert [h["valid"] for h in loaded["history"]] == [None, None]
+    assert loaded["scalars"] == [None, 2.5, None, 3, True, "NaN"]
+
+
+def test_old_records_with_nan_still_load(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.records_dir.mkdir(parents=True)
+    (store.records_dir / "old.json").write_text('{"run_key": "k", "history": [{"valid": NaN}]}\n')
+    (loaded,) = store.load()
+    assert loaded["history"][0]["valid"] != loaded["history"][0]["valid"]  # NaN
+
+
+def test_every_committed_record_is_strict_json():
+    from pathlib import Path
+
+    records = sorted((Path(__file__).parents[1] / "results" / "records").glob("*.json"))
+    assert records, "no committed records found"
+    for path in records:
+        strict_loads(path.read_text())

@@ -42,6 +42,7 @@ from dgmbench.data.download import (
     MissingDataError,
     RemoteFile,
     cached_arrays,
+    content_digest,
     data_dir,
     fetch_file,
     verify,
@@ -130,6 +131,16 @@ def parse_directory(directory: Path) -> dict[str, np.ndarray]:
     return _combine(batches)
 
 
+def _directory_key(md5s: dict[str, str]) -> str:
+    """One checksum for the extracted batches: sha256 of their md5s in name order."""
+    return hashlib.sha256(" ".join(md5s[name] for name in sorted(md5s)).encode()).hexdigest()
+
+
+def _directory_content_key(directory: Path) -> str:
+    """:func:`_directory_key` of the batches' md5s hashed afresh from their content."""
+    return _directory_key({name: content_digest(directory / name, "md5") for name in BATCH_MD5})
+
+
 def _arrays() -> dict[str, np.ndarray]:
     offline = data_dir()
     extracted = offline / "cifar10" / BATCH_DIR if offline is not None else None
@@ -145,8 +156,7 @@ def _arrays() -> dict[str, np.ndarray]:
             if not path.is_file():
                 raise MissingDataError(f"CIFAR-10 batch missing: {path}. Re-extract it from {URL}.")
             verify(path, RemoteFile(name, URL, md5=md5))
-        key = hashlib.sha256(" ".join(BATCH_MD5[name] for name in sorted(BATCH_MD5)).encode())
-        return cached_arrays(extracted, key.hexdigest(), parse_directory)
+        return cached_arrays(extracted, _directory_key(BATCH_MD5), parse_directory, _directory_content_key)
     archive = fetch_file("cifar10", ARCHIVE)
     return cached_arrays(archive, ARCHIVE.checksum, parse_archive)
 

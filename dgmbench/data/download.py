@@ -18,6 +18,11 @@ changes its mtime and is hashed again.
 
 Parsed arrays (e.g. the 78 MB text ``.amat`` file as a uint8 array) are cached as ``.npz``
 under ``<cache>/parsed/``, keyed by the source file's checksum, so a second load is fast.
+The remembered (path, size, mtime) hash cannot see a file edited in place with its mtime
+restored, so whenever a parsed entry is (re)built the source's content is hashed afresh
+and must equal the published checksum; the entry stores that hash and a load accepts the
+entry only if it matches the verified checksum. An unreadable entry (truncated, not a zip,
+missing arrays) is rebuilt from the verified source.
 """
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ import os
 import tempfile
 import urllib.request
 import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -89,10 +96,7 @@ def cache_dir() -> Path:
 
 def file_hash(path: Path, algorithm: str = "sha256") -> str:
     """Hex digest of `path`, remembered per (path, size, mtime) in the cache directory."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{algorithm}"
-    record = cache_dir() / "verified" / (hashlib.sha256(key.encode()).hexdigest() + ".json")
+    key, record = _remembered(path, algorithm)
     try:
         stored = json.loads(record.read_text())
         if stored.get("key") == key:
@@ -100,12 +104,33 @@ def file_hash(path: Path, algorithm: str = "sha256") -> str:
     except (OSError, ValueError):
         pass
 
-    hexdigest = _hash(path, algorithm)
+    hexdigest = _hash(Path(path).resolve(), algorithm)
     try:
         _write_atomic(record, lambda f: f.write(json.dumps({"key": key, "digest": hexdigest}).encode()))
     except OSError:
         pass  # an unwritable cache only means hashing again next time
     return hexdigest
+
+
+def _remembered(path: Path, algorithm: str) -> tuple[str, Path]:
+    """The (path, size, mtime, algorithm) key of `path` and the record remembering its hash."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{algorithm}"
+    return key, cache_dir() / "verified" / (hashlib.sha256(key.encode()).hexdigest() + ".json")
+
+
+def forget_hash(path: Path, algorithm: str = "sha256") -> None:
+    """Drop the remembered hash of `path`, so the next :func:`file_hash` reads it again."""
+    try:
+        _remembered(path, algorithm)[1].unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def content_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of the bytes of `path`, read now (never taken from the remembered hashes)."""
+    return _hash(Path(path), algorithm)
 
 
 def _hash(path: Path, algorithm: str) -> str:
@@ -201,28 +226,74 @@ def download_url(url: str, destination: Path, size: int | None = None) -> None:
 # --- cached parsing ----------------------------------------------------------------------
 
 
+SOURCE_HASH_KEY = "__source_checksum__"  # the entry's record of the hash it was built from
+_UNREADABLE_ENTRY = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
 def cached_arrays(
-    source: Path, checksum: str, parse: Callable[[Path], dict[str, np.ndarray]]
+    source: Path,
+    checksum: str,
+    parse: Callable[[Path], dict[str, np.ndarray]],
+    content_hash: Callable[[Path], str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """``parse(source)`` (named arrays), cached as an .npz keyed by the source's checksum."""
+    """``parse(source)`` (named arrays), cached as an .npz keyed by the source's checksum.
+
+    `checksum` is the verified (published) hash of `source`: its sha256 or md5 hex digest,
+    or, for a source that is not one file, what ``content_hash(source)`` must return. Before
+    an entry is built the content is hashed afresh (never from the remembered hashes) and
+    a mismatch raises :class:`ChecksumError`; the entry stores the hash, and an entry that
+    is unreadable or stores another hash is rebuilt.
+    """
     cached = cache_dir() / "parsed" / f"{Path(source).name}.{checksum[:16]}.npz"
     if cached.is_file():
         try:
             with np.load(cached, allow_pickle=False) as stored:
-                return {key: stored[key] for key in stored.files}
-        except (OSError, ValueError, EOFError):
-            cached.unlink(missing_ok=True)  # unreadable cache entry: rebuild it
+                arrays = {key: stored[key] for key in stored.files}
+            if str(arrays.pop(SOURCE_HASH_KEY)) == checksum:
+                return arrays
+        except _UNREADABLE_ENTRY:
+            pass  # unreadable cache entry: rebuilt below from the verified source
+        cached.unlink(missing_ok=True)
+
+    actual = (content_hash or _content_hash_like(checksum))(Path(source))
+    if actual != checksum:
+        for algorithm in ("sha256", "md5"):
+            if Path(source).is_file():
+                forget_hash(Path(source), algorithm)
+        raise ChecksumError(
+            f"data file {source} changed after it was verified: its content hashes to {actual}, "
+            f"not the verified {checksum} (a copy edited in place keeps its size and mtime). "
+            f"Delete it and copy the canonical file again."
+        )
     arrays = parse(Path(source))
+    if SOURCE_HASH_KEY in arrays:
+        raise ValueError(f"parsed arrays may not be named {SOURCE_HASH_KEY!r}")
     try:
-        _write_atomic(cached, lambda f: np.savez(f, **arrays))
+        _write_atomic(cached, lambda f: np.savez(f, **arrays, **{SOURCE_HASH_KEY: np.array(checksum)}))
     except OSError as error:  # a read-only cache only costs speed
         warnings.warn(f"could not cache the parsed {source} in {cached.parent}: {error}", stacklevel=2)
     return arrays
 
 
-def cached_array(source: Path, checksum: str, parse: Callable[[Path], np.ndarray]) -> np.ndarray:
+def _content_hash_like(checksum: str) -> Callable[[Path], str]:
+    """Hash a file with the algorithm whose hex digests have the length of `checksum`."""
+    algorithm = {64: "sha256", 32: "md5"}.get(len(checksum))
+    if algorithm is None:
+        raise ValueError(
+            f"checksum {checksum!r} is neither a sha256 nor an md5 hex digest; pass "
+            f"content_hash= to say how the source's content is hashed"
+        )
+    return lambda path: _hash(path, algorithm)
+
+
+def cached_array(
+    source: Path,
+    checksum: str,
+    parse: Callable[[Path], np.ndarray],
+    content_hash: Callable[[Path], str] | None = None,
+) -> np.ndarray:
     """``parse(source)``, cached keyed by the source's checksum (see :func:`cached_arrays`)."""
-    return cached_arrays(source, checksum, lambda path: {"array": parse(path)})["array"]
+    return cached_arrays(source, checksum, lambda path: {"array": parse(path)}, content_hash)["array"]
 
 
 def _write_atomic(path: Path, write: Callable) -> None:

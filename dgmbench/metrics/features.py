@@ -65,6 +65,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from dgmbench.registry import Registry
+from dgmbench.train.checkpoint import load_tensor_file
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 INCEPTION = "inception-v3-compat"
@@ -200,7 +201,7 @@ def load_domain_weights(spec: ExtractorSpec) -> dict[str, torch.Tensor]:
             f"weights file {path} has sha256 {actual}, but {spec.name!r} is registered with "
             f"{spec.sha256}: results from it would not be comparable"
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_tensor_file(path, what="weights file")
 
 
 class DomainFeatureExtractor(FeatureExtractorBase):

@@ -60,7 +60,8 @@ from torch_fidelity.metric_isc import isc_features_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 
 from dgmbench.data.base import DataInfo, Dataset
-from dgmbench.metrics.base import EvalContext, MetricValue, model_samples, register_metric
+from dgmbench.metrics.base import EvalContext, MetricValue, Setting, model_samples, register_metric
+from dgmbench.train.checkpoint import load_tensor_file
 from dgmbench.metrics.features import (
     DOMAIN_EXTRACTOR_FOR_DATASET,
     EXTRACTORS,
@@ -246,7 +247,7 @@ def _cached(path: str | None, compute):
     if path is None:
         return compute()
     if os.path.exists(path):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_tensor_file(path, what="feature cache file")
     value = compute()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     partial = f"{path}.{os.getpid()}.tmp"
@@ -292,6 +293,19 @@ class SampleQualityFidelity:
     a workdir)."""
 
     name = "sample_quality_fidelity"
+    settings = {
+        "fid_samples": Setting(int, "model samples (10000; quick: the reference split's size, at most 1000)", minimum=2),
+        "fid_reference_split": Setting(str, "reference split", choices=("train", "valid", "test")),
+        "fid_reference_samples": Setting(int, "reference examples (the whole split)", minimum=2),
+        "fid_extractor": Setting(str, "feature extractor name (default: the dataset's domain classifier)",
+                                 optional=True),
+        "inception": Setting(bool, "score colour images >= 32 px with Inception (downloads the weights)"),
+        "inception_weights": Setting(str, "path to local Inception weights", optional=True),
+        "kid_subsets": Setting(int, "KID subsets", minimum=1),
+        "kid_subset_size": Setting(int, "KID subset size (default: min(1000, n))", minimum=2, optional=True),
+        "isc_splits": Setting(int, "Inception-score splits", minimum=1),
+        "fidelity_cache_dir": Setting(str, "reference-feature cache directory", optional=True),
+    }
 
     def applies(self, model, dataset: Dataset) -> bool:
         # whether Inception is enabled is a ctx setting: __call__ returns [] when it is not

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dgmbench.metrics.base import EvalContext, MetricValue, model_samples, register_metric
+from dgmbench.metrics.base import EvalContext, MetricValue, Setting, model_samples, register_metric
 from dgmbench.metrics.prdc import (
     DEFAULT_MAX_BLOCK_ELEMENTS,
     pairwise_distance_blocks,
@@ -100,6 +100,12 @@ class ParzenWindowLogLikelihood:
     """parzen_ll: mean Parzen-window log-density of the test split under model samples."""
 
     name = "parzen_ll"
+    settings = {
+        "parzen_examples": Setting(int, "test/valid examples scored (all; quick 1000)", minimum=1, optional=True),
+        "parzen_samples": Setting(int, "model samples forming the kernel centres (10000; quick: as many as examples)",
+                                  minimum=1),
+        "parzen_sigmas": Setting(list[float], "bandwidth grid, chosen on the validation split", greater_than=0),
+    }
 
     def applies(self, model, dataset) -> bool:
         return callable(getattr(model, "sample", None))

@@ -292,10 +292,79 @@ def test_remembered_hash_is_invalidated_when_the_file_changes(tmp_path, monkeypa
     assert download.file_hash(path, "md5") == hashlib.md5(b"other").hexdigest()
 
 
+def _parsed_source(tmp_path, monkeypatch):
+    """A small source file, its sha256 and a parse function that counts its calls."""
+    monkeypatch.setenv("DGMBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    source = tmp_path / "bits.amat"
+    source.write_bytes(b"0 1 1\n1 0 0\n")
+    parses = []
+
+    def parse(path):
+        parses.append(path)
+        return mnist.read_amat(path, dim=3)
+
+    return source, hashlib.sha256(source.read_bytes()).hexdigest(), parse, parses
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_parsed_cache_entry_is_rebuilt_from_the_source(tmp_path, monkeypatch, damage):
+    """Issue 8 item 5: a truncated/garbage .npz in <cache>/parsed/ raised BadZipFile."""
+    source, checksum, parse, parses = _parsed_source(tmp_path, monkeypatch)
+    expected = [[0, 1, 1], [1, 0, 0]]
+    assert download.cached_array(source, checksum, parse).tolist() == expected
+    (entry,) = (tmp_path / "cache" / "parsed").glob("*.npz")
+    data = entry.read_bytes()
+    entry.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"PK\x03\x04" + b"x" * 50, "empty": b""}[damage])
+    assert download.cached_array(source, checksum, parse).tolist() == expected
+    assert len(parses) == 2  # rebuilt, from the source
+    assert entry.read_bytes() == data  # and the rebuilt entry is whole again
+    assert download.cached_array(source, checksum, parse).tolist() == expected and len(parses) == 2
+
+
+def test_parsed_cache_entry_stores_and_checks_the_source_hash(tmp_path, monkeypatch):
+    source, checksum, parse, parses = _parsed_source(tmp_path, monkeypatch)
+    download.cached_array(source, checksum, parse)
+    (entry,) = (tmp_path / "cache" / "parsed").glob("*.npz")
+    with np.load(entry) as stored:
+        assert str(stored[download.SOURCE_HASH_KEY]) == checksum
+    # An entry under the right name but built from other content is not accepted.
+    np.savez(entry, array=np.zeros((2, 3), np.uint8), **{download.SOURCE_HASH_KEY: np.array("0" * 64)})
+    assert download.cached_array(source, checksum, parse).tolist() == [[0, 1, 1], [1, 0, 0]]
+    assert len(parses) == 2
+
+
+def test_in_place_edit_with_restored_mtime_is_caught_when_the_cache_is_built(tmp_path, monkeypatch):
+    """Issue 8 item 5: the remembered (path, size, mtime) hash accepts such an edit, so the
+    content is hashed afresh before an entry is built, and the stale memory is dropped."""
+    source, checksum, parse, parses = _parsed_source(tmp_path, monkeypatch)
+    remote = RemoteFile(source.name, "http://example.invalid/bits.amat", sha256=checksum)
+    download.verify(source, remote)  # remembered as verified
+    stat = source.stat()
+    source.write_bytes(b"1 1 1\n1 0 0\n")  # same size
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    download.verify(source, remote)  # the remembered hash cannot see the edit...
+    with pytest.raises(ChecksumError, match="changed after it was verified"):
+        download.cached_array(source, checksum, parse)  # ...but building the entry does
+    assert parses == [] and not list((tmp_path / "cache" / "parsed").glob("*.npz"))
+    with pytest.raises(ChecksumError):  # and the stale remembered hash is gone
+        download.verify(source, remote)
+
+
+def test_cifar10_directory_entry_is_checked_against_the_batches_content(tmp_path, monkeypatch):
+    extracted = tmp_path / "cifar10" / cifar10.BATCH_DIR
+    _write_cifar_batches(extracted)
+    md5s = {name: hashlib.md5((extracted / name).read_bytes()).hexdigest() for name in cifar10.BATCH_MD5}
+    assert cifar10._directory_content_key(extracted) == cifar10._directory_key(md5s)
+    monkeypatch.setenv("DGMBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ChecksumError, match="changed after it was verified"):  # synthetic != published
+        download.cached_arrays(extracted, cifar10._directory_key(cifar10.BATCH_MD5), cifar10.parse_directory, cifar10._directory_content_key)
+
+
 def test_read_amat_rejects_malformed_text(tmp_path):
     good = tmp_path / "good.amat"
     good.write_bytes(b"0 1 1\n1 0 0\n")
-    assert download.cached_array(good, "k" * 16, lambda p: mnist.read_amat(p, dim=3)).tolist() == [[0, 1, 1], [1, 0, 0]]
+    checksum = hashlib.sha256(good.read_bytes()).hexdigest()
+    assert download.cached_array(good, checksum, lambda p: mnist.read_amat(p, dim=3)).tolist() == [[0, 1, 1], [1, 0, 0]]
     bad = tmp_path / "bad.amat"
     bad.write_bytes(b"0 2 1\n1 0 0\n")
     with pytest.raises(download.DataFileError):
