@@ -20,13 +20,19 @@ from tqdm.auto import tqdm
 
 from dgmbench.data.base import Dataset
 from dgmbench.models.base import GenerativeModel, TrainConfig
+from dgmbench.train import distributed
 from dgmbench.train.checkpoint import load_checkpoint, save_checkpoint
 
 LAST, BEST = "last.pt", "best.pt"
 
 
 class NonFiniteLossError(RuntimeError):
-    pass
+    """A training scalar became NaN or infinite. ``checkpoint`` is the last good checkpoint
+    on disk (None if none was saved yet) and ``checkpoint_epoch`` the epochs it holds."""
+
+    def __init__(self, message: str, checkpoint: Path | None = None, checkpoint_epoch: int | None = None):
+        super().__init__(message)
+        self.checkpoint, self.checkpoint_epoch = checkpoint, checkpoint_epoch
 
 
 @dataclass
@@ -39,6 +45,20 @@ class TrainSummary:
     resumed_from_epoch: int | None
     seconds_before_resume: float  # training time spent by earlier, interrupted invocations
     history: list[dict] = field(default_factory=list)
+
+
+# Share of the free GPU memory the training set may take to live on the device for the epoch.
+RESIDENT_FRACTION = 0.25
+
+
+def resident(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """x moved to a CUDA device once, when it takes at most RESIDENT_FRACTION of the free
+    memory there, so that every minibatch is sliced on the device instead of copied from the
+    host; otherwise (and on CPU) x itself. Batches and their order are unchanged."""
+    if x is None or device.type != "cuda" or x.device == device:
+        return x
+    free, _ = torch.cuda.mem_get_info(device)
+    return x.to(device) if x.element_size() * x.nelement() <= RESIDENT_FRACTION * free else x
 
 
 def batches(n: int, batch_size: int | None, generator: torch.Generator | None):
@@ -86,6 +106,8 @@ def fit(
     run_dir = Path(run_dir)
     model.to(device)
     optimizers = model.configure_optimizers(train)
+    # torchrun / --nproc: every rank steps on its slice of the same global minibatch
+    ddp = distributed.wrap(model, device) if distributed.active() else None
     shuffle = torch.Generator().manual_seed(train.seed)
     torch.manual_seed(train.seed)
 
@@ -96,8 +118,11 @@ def fit(
     if (run_dir / LAST).exists():
         ckpt = load_checkpoint(run_dir / LAST, map_location=device)
         model.load_state_dict(ckpt["model"])
-        for name, opt in optimizers.items():
-            opt.load_state_dict(ckpt["optimizers"][name])
+        # None: a run continued from another run's checkpoint with new training options
+        # (runner --resume-from) starts its optimisers afresh under those options
+        if ckpt["optimizers"] is not None:
+            for name, opt in optimizers.items():
+                opt.load_state_dict(ckpt["optimizers"][name])
         shuffle.set_state(ckpt["shuffle"])
         _set_rng_state(ckpt["rng"], device)
         start_epoch, best, best_epoch = ckpt["epoch"], ckpt["best"], ckpt["best_epoch"]
@@ -107,28 +132,35 @@ def fit(
         seconds_before_resume = seconds
         log(f"resuming {run_dir.name} from epoch {start_epoch}")
 
-    valid = dataset.split("valid")
+    valid = resident(dataset.split("valid"), device)
     for epoch in range(start_epoch, train.epochs):
         tic = time.perf_counter()
         model.train()
-        x = dataset.train_epoch(epoch)
-        labels = dataset.labels.get("train") if model.uses_labels else None
+        x = resident(dataset.train_epoch(epoch), device)  # once per epoch: binarization may resample
+        labels = resident(dataset.labels.get("train"), device) if model.uses_labels else None
         if model.uses_labels and labels is None:
             raise ValueError(f"{type(model).__name__} is class-conditional, but {dataset.info.board} has no labels")
         sums: dict[str, float] = {}
         steps = batches(len(x), train.batch_size, shuffle)
         bar = tqdm(steps, desc=f"epoch {epoch + 1}/{train.epochs}", disable=not progress, leave=False)
         for step, index in enumerate(bar):
-            if labels is None:
+            if ddp is not None:
+                scalars = distributed.step(ddp, model, x[index].to(device),
+                                           None if labels is None else labels[index].to(device), optimizers, train)
+            elif labels is None:
                 scalars = model.training_step(x[index].to(device), optimizers, train)
             else:
                 scalars = model.training_step(x[index].to(device), optimizers, train, y=labels[index].to(device))
             bad = {k: v for k, v in scalars.items() if not math.isfinite(v)}
             if bad:
+                checkpoint = run_dir / LAST if (run_dir / LAST).exists() else None
+                kept = (f"its last good checkpoint is {checkpoint} (after epoch {epoch})" if checkpoint
+                        else "no checkpoint was saved (no epoch had finished)")
                 raise NonFiniteLossError(
                     f"non-finite training value {bad} at epoch {epoch + 1}, step {step + 1}; the run "
-                    f"stopped and kept its last good checkpoint ({run_dir / LAST}, after epoch "
-                    f"{epoch}). Lower the learning rate or set grad_clip, then rerun to resume."
+                    f"stopped and {kept}. A lower learning rate (lr) or gradient clipping (grad_clip) "
+                    "usually avoids this.",
+                    checkpoint, epoch if checkpoint else None,
                 )
             for k, v in scalars.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -138,33 +170,37 @@ def fit(
         score = validation_score(model, valid, train.eval_batch_size, device)
         seconds += time.perf_counter() - tic
         entry = {k: v / len(steps) for k, v in sums.items()}
-        entry.update(epoch=epoch + 1, valid=score if score is not None else float("nan"))
+        # cumulative training seconds: the runner draws the curves against epoch and wall time
+        entry.update(epoch=epoch + 1, seconds=round(seconds, 3), valid=score if score is not None else float("nan"))
         history.append(entry)
         improved = score is None or score < best
         if improved:
             best, best_epoch, bad_epochs = (score if score is not None else best), epoch + 1, 0
-            save_checkpoint({"model": model.state_dict()}, run_dir / BEST)
+            if distributed.is_main():  # one writer; every rank holds the same parameters
+                save_checkpoint({"model": model.state_dict()}, run_dir / BEST)
         else:
             bad_epochs += 1
         stop = train.patience is not None and score is not None and bad_epochs >= train.patience
-        save_checkpoint(
-            {
-                "model": model.state_dict(),
-                "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
-                "shuffle": shuffle.get_state(),
-                "rng": _rng_state(device),
-                "epoch": epoch + 1 if not stop else train.epochs,
-                "best": best,
-                "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs,
-                "seconds": seconds,
-                "history": history,
-                "stopped_early": stop,
-            },
-            run_dir / LAST,
-        )
+        if distributed.is_main():
+            save_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+                    "shuffle": shuffle.get_state(),
+                    "rng": _rng_state(device),
+                    "epoch": epoch + 1 if not stop else train.epochs,
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs,
+                    "seconds": seconds,
+                    "history": history,
+                    "stopped_early": stop,
+                },
+                run_dir / LAST,
+            )
+        distributed.barrier()  # no rank reads a checkpoint before rank 0 has written it
         if progress:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "epoch")
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k not in ("epoch", "seconds"))
             log(f"epoch {epoch + 1}: {shown}")
         if stop:
             stopped_early = True

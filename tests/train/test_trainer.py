@@ -12,6 +12,7 @@ from conftest import vector_info
 from dgmbench.data.base import Dataset
 from dgmbench.models import GenerativeModel, TrainConfig
 from dgmbench.train import NonFiniteLossError, fit, load_checkpoint
+from dgmbench.train.checkpoint import save_checkpoint
 
 
 @dataclass
@@ -71,6 +72,54 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert ckpt["epoch"] == 3
     assert torch.isfinite(ckpt["model"]["logit"]).all()
+
+
+def test_non_finite_message_names_a_checkpoint_only_if_one_exists(tmp_path):
+    # issue 8 item 4: the message must be true about what is on disk
+    data = toy_dataset()
+    model = Toy(ToyConfig(blow_up_at_epoch=0), data.info)
+    data.resample_train = EpochCounter(model, data)
+    with pytest.raises(NonFiniteLossError) as err:
+        fit(model, data, TrainConfig(epochs=3, batch_size=16, patience=None), tmp_path / "a", torch.device("cpu"),
+            progress=False)
+    assert "no checkpoint was saved" in str(err.value) and "last.pt" not in str(err.value)
+    assert err.value.checkpoint is None and not (tmp_path / "a" / "last.pt").exists()
+    assert "rerun to resume" not in str(err.value)
+
+    model = Toy(ToyConfig(blow_up_at_epoch=2), data.info)
+    data.resample_train = EpochCounter(model, data)
+    with pytest.raises(NonFiniteLossError) as err:
+        fit(model, data, TrainConfig(epochs=5, batch_size=16, patience=None), tmp_path / "b", torch.device("cpu"),
+            progress=False)
+    assert err.value.checkpoint == tmp_path / "b" / "last.pt" and err.value.checkpoint_epoch == 2
+    assert f"its last good checkpoint is {tmp_path / 'b' / 'last.pt'} (after epoch 2)" in str(err.value)
+
+
+def test_a_checkpoint_without_optimiser_state_continues_with_fresh_optimisers(tmp_path):
+    # what runner --resume-from writes: the source's state with "optimizers": None, so the new
+    # training options (here lr) take effect instead of the saved optimiser's
+    data = toy_dataset()
+    model = Toy(ToyConfig(), data.info)
+    fit(model, data, TrainConfig(epochs=2, batch_size=16, patience=None, lr=0.5), tmp_path, torch.device("cpu"),
+        progress=False)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    ckpt["optimizers"] = None
+    save_checkpoint(ckpt, tmp_path / "last.pt")
+    seen_lr = []
+    continued = Toy(ToyConfig(), data.info)
+    original = continued.configure_optimizers
+
+    def recording(train):
+        optimizers = original(train)
+        seen_lr.append(optimizers["model"].param_groups[0]["lr"])
+        return optimizers
+
+    continued.configure_optimizers = recording
+    summary = fit(continued, data, TrainConfig(epochs=4, batch_size=16, patience=None, lr=0.01), tmp_path,
+                  torch.device("cpu"), progress=False)
+    assert summary.resumed_from_epoch == 2 and [h["epoch"] for h in summary.history] == [1, 2, 3, 4]
+    assert load_checkpoint(tmp_path / "last.pt")["optimizers"]["model"]["param_groups"][0]["lr"] == 0.01
+    assert seen_lr == [0.01]
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path):

@@ -1,0 +1,91 @@
+"""`dgmbench sweep`: the grid, skipping recorded runs, the same records with and without Ray,
+and a worker killed mid-run (every run recorded exactly once)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dgmbench.sweep import expand, read_sweep
+from dgmbench.validation import ConfigError
+
+SWEEP = """models = ["fvsbn", "bernoulli_mixture"]
+seeds = [0, 1, 2]
+quick = true
+device = "cpu"
+"""
+
+
+def _metrics(results: Path) -> dict:
+    out = {}
+    for path in sorted((results / "records").glob("*.json")):
+        record = json.loads(path.read_text())
+        out.setdefault(record["run_key"], []).append({m["name"]: m["value"] for m in record["metrics"]})
+    return out
+
+
+def _sweep(tmp_path: Path, *extra: str, results: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "dgmbench.cli", "sweep", str(tmp_path / "s.toml"), "--results-dir", results,
+         "--workdir", str(tmp_path / "work"), "--no-progress", *extra],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_the_grid_expands_option_lists_and_per_model_tables(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('models = ["nade", "fvsbn"]\nseeds = [0, 1]\nquick = true\n'
+                    '[model_options.nade]\nhidden = [4, 8]\n[train_options]\nepochs = [1, 2]\n')
+    specs = expand(read_sweep(path), str(tmp_path / "r"), str(tmp_path / "w"))
+    # nade: 2 hidden x 2 epochs x 2 seeds; fvsbn: 2 epochs x 2 seeds
+    assert len(specs) == 8 + 4
+    assert {s.model_options.get("hidden") for s in specs if s.model == "nade"} == {4, 8}
+    assert all("hidden" not in s.model_options for s in specs if s.model == "fvsbn")
+
+
+def test_a_bad_sweep_file_fails_with_one_line(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('models = ["nade"]\nsedes = [0]\n')
+    with pytest.raises(ConfigError, match="unknown key 'sedes'; valid keys"):
+        read_sweep(path)
+    path.write_text('models = ["nade"]\n[model_options]\nhiden = [3]\n')
+    with pytest.raises(ConfigError, match="hiden"):
+        expand(read_sweep(path), str(tmp_path / "r"), str(tmp_path / "w"))
+
+
+def test_ray_sweep_with_a_killed_worker_records_every_run_once_and_matches_sequential(tmp_path):
+    pytest.importorskip("ray")
+    (tmp_path / "s.toml").write_text(SWEEP)
+    proc = _sweep(tmp_path, results=str(tmp_path / "ray"))
+    killed, deadline = None, time.time() + 240
+    while killed is None and proc.poll() is None and time.time() < deadline:
+        for pid in os.listdir("/proc"):  # a Ray worker titles itself "ray::<task>" while it runs one
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="ignore")
+            except OSError:
+                continue
+            if title.startswith("ray::dgmbench:") or title.startswith("ray::execute"):
+                os.kill(int(pid), signal.SIGKILL)
+                killed = title.split("\0")[0]
+                break
+        time.sleep(0.2)
+    output = proc.communicate(timeout=600)[0]
+    assert killed is not None, f"no Ray task process was seen running:\n{output}"
+    assert proc.returncode == 0, output
+    ray_metrics = _metrics(tmp_path / "ray")
+    assert len(ray_metrics) == 6 and all(len(v) == 1 for v in ray_metrics.values()), output
+
+    sequential = _sweep(tmp_path, "--no-ray", results=str(tmp_path / "seq"))
+    output = sequential.communicate(timeout=600)[0]
+    assert sequential.returncode == 0, output
+    assert _metrics(tmp_path / "seq") == ray_metrics
+
+    rerun = _sweep(tmp_path, "--no-ray", results=str(tmp_path / "seq"))
+    output = rerun.communicate(timeout=600)[0]
+    assert "6 already recorded" in output and len(list((tmp_path / "seq" / "records").glob("*.json"))) == 6
