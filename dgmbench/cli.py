@@ -163,17 +163,9 @@ CONFIG_TABLES = {"run": {"model", "dataset", "seed", "device", "quick", "resume_
 def read_config(path: Path) -> dict:
     """A --config TOML file; a syntax error names the file and the line, an unknown table or
     [run] key names the valid ones."""
-    from dgmbench.validation import ConfigError
+    from dgmbench.validation import ConfigError, read_toml_file
 
-    try:
-        with open(path, "rb") as handle:
-            config = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as err:  # its message ends "(at line L, column C)"
-        raise ConfigError(f"--config {path}: not valid TOML: {err}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"--config {path} is a directory; give a TOML file") from None
-    except FileNotFoundError:
-        raise ConfigError(f"--config {path}: no such file") from None
+    config = read_toml_file(path, f"--config {path}")
     for table, value in config.items():
         if table not in CONFIG_TABLES or not isinstance(value, dict):
             raise ConfigError(f"--config {path}: unknown table or key {table!r}; valid tables: "

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,40 +98,33 @@ class Reproduction:
 
 def load_reproductions(directory: str | Path | None = None) -> dict[str, Reproduction]:
     """name -> Reproduction, from every ``[result.reproduce]`` table in baselines/*.toml."""
-    from dgmbench.results_frame import DEFAULT_BASELINES
+    from dgmbench.results_frame import baseline_entries
 
-    directory = Path(directory) if directory else DEFAULT_BASELINES
     found: dict[str, Reproduction] = {}
-    for path in sorted(directory.glob("*.toml")):
-        with open(path, "rb") as handle:
-            try:
-                entries = tomllib.load(handle).get("result", [])
-            except tomllib.TOMLDecodeError as err:
-                raise ConfigError(f"malformed baselines file {path}: {err}") from None
-        for entry in entries:
-            table = entry.get("reproduce")
-            if table is None:
-                continue
-            where = f"{path.name}, result {entry.get('label', '?')!r}"
-            unknown = sorted(set(table) - set(REPRODUCE_KEYS))
-            missing = [k for k in REQUIRED if k not in table]
-            if unknown or missing:
-                what = f"unknown key {unknown[0]!r}" if unknown else f"missing key {missing[0]!r}"
-                raise ConfigError(f"{where}: [result.reproduce] has {what}; keys: {', '.join(REPRODUCE_KEYS)}")
-            name = table["name"]
-            if name in found:
-                raise ConfigError(f"{where}: reproduction name {name!r} is also used in {found[name].file}")
-            found[name] = Reproduction(
-                name=name, model=table["model"], board=table.get("board", entry["board"]),
-                metric=table.get("metric", entry["metric"]), published=float(entry["value"]),
-                unit=entry.get("unit", ""), label=entry.get("label", name), citation=entry.get("citation", ""),
-                file=path.name, source=table["source"], tolerance=float(table["tolerance"]),
-                cpu_hours=float(table["cpu_hours"]), gpu_hours=float(table["gpu_hours"]), estimate=table["estimate"],
-                gpu_only=bool(table.get("gpu_only", False)), stopping=table.get("stopping", ""),
-                protocol_differences=table.get("protocol_differences", ""),
-                explanation=table.get("explanation", ""), model_options=dict(table.get("model_options", {})),
-                train_options=dict(table.get("train_options", {})), eval_options=dict(table.get("eval_options", {})),
-            )
+    for path, entry in baseline_entries(directory):
+        table = entry.get("reproduce")
+        if table is None:
+            continue
+        where = f"{path.name}, result {entry.get('label', '?')!r}"
+        unknown = sorted(set(table) - set(REPRODUCE_KEYS))
+        missing = [k for k in REQUIRED if k not in table]
+        if unknown or missing:
+            what = f"unknown key {unknown[0]!r}" if unknown else f"missing key {missing[0]!r}"
+            raise ConfigError(f"{where}: [result.reproduce] has {what}; keys: {', '.join(REPRODUCE_KEYS)}")
+        name = table["name"]
+        if name in found:
+            raise ConfigError(f"{where}: reproduction name {name!r} is also used in {found[name].file}")
+        found[name] = Reproduction(
+            name=name, model=table["model"], board=table.get("board", entry["board"]),
+            metric=table.get("metric", entry["metric"]), published=float(entry["value"]),
+            unit=entry.get("unit", ""), label=entry.get("label", name), citation=entry.get("citation", ""),
+            file=path.name, source=table["source"], tolerance=float(table["tolerance"]),
+            cpu_hours=float(table["cpu_hours"]), gpu_hours=float(table["gpu_hours"]), estimate=table["estimate"],
+            gpu_only=bool(table.get("gpu_only", False)), stopping=table.get("stopping", ""),
+            protocol_differences=table.get("protocol_differences", ""),
+            explanation=table.get("explanation", ""), model_options=dict(table.get("model_options", {})),
+            train_options=dict(table.get("train_options", {})), eval_options=dict(table.get("eval_options", {})),
+        )
     return found
 
 

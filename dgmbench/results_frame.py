@@ -141,33 +141,40 @@ def log_z_interval(value: float, unit: str, protocol: dict) -> tuple[float, floa
     return value + float(protocol["log_z_minus_3sd"]) - log_z, value + float(protocol["log_z_plus_3sd"]) - log_z
 
 
-def load_baselines(directory: str | Path | None = None) -> pd.DataFrame:
-    """Published numbers from ``baselines/*.toml``: one row per ``[[result]]``."""
+def baseline_entries(directory: str | Path | None = None):
+    """(file, entry) for every ``[[result]]`` of ``baselines/*.toml``: the one reader of the
+    published numbers (the leaderboard's rows and `dgmbench reproduce`'s reproductions)."""
     directory = Path(directory) if directory else DEFAULT_BASELINES
-    rows = []
     for path in sorted(directory.glob("*.toml")):
         with open(path, "rb") as handle:
             try:
                 entries = tomllib.load(handle).get("result", [])
             except tomllib.TOMLDecodeError as error:
-                raise ValueError(f"malformed baselines file {path}: {error}") from error
+                raise ValueError(f"malformed baselines file {path}: {error}") from None
         for entry in entries:
-            citation = entry.get("citation", "")
-            rows.append({
-                "board": entry["board"],
-                "model": entry.get("model", ""),
-                "label": entry.get("label", entry.get("model", "")),
-                "metric": entry["metric"],
-                "value": float(entry["value"]),
-                "unit": entry.get("unit", ""),
-                "kind": entry.get("kind", ""),
-                "estimator": entry.get("kind", ""),
-                "citation": citation,
-                "cite_key": entry.get("cite_key") or cite_key(citation),
-                "protocol": entry.get("protocol", ""),
-                "file": path.name,
-                "source": "published",
-            })
+            yield path, entry
+
+
+def load_baselines(directory: str | Path | None = None) -> pd.DataFrame:
+    """Published numbers from ``baselines/*.toml``: one row per ``[[result]]``."""
+    rows = []
+    for path, entry in baseline_entries(directory):
+        citation = entry.get("citation", "")
+        rows.append({
+            "board": entry["board"],
+            "model": entry.get("model", ""),
+            "label": entry.get("label", entry.get("model", "")),
+            "metric": entry["metric"],
+            "value": float(entry["value"]),
+            "unit": entry.get("unit", ""),
+            "kind": entry.get("kind", ""),
+            "estimator": entry.get("kind", ""),
+            "citation": citation,
+            "cite_key": entry.get("cite_key") or cite_key(citation),
+            "protocol": entry.get("protocol", ""),
+            "file": path.name,
+            "source": "published",
+        })
     return pd.DataFrame(rows, columns=BASELINE_COLUMNS)
 
 

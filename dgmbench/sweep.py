@@ -41,10 +41,9 @@ import itertools
 import os
 import shutil
 import tempfile
-import tomllib
 from pathlib import Path
 
-from dgmbench.validation import ConfigError
+from dgmbench.validation import ConfigError, read_toml_file
 
 SWEEP_KEYS = {"models", "datasets", "seeds", "quick", "device", "cpus_per_run", "model_options",
               "train_options", "eval_options", "max_retries"}
@@ -52,13 +51,7 @@ SWEEP_KEYS = {"models", "datasets", "seeds", "quick", "device", "cpus_per_run", 
 
 # --------------------------------------------------------------------------- the grid
 def read_sweep(path: Path) -> dict:
-    try:
-        with open(path, "rb") as handle:
-            sweep = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"sweep file {path}: not valid TOML: {err}") from None
-    except (FileNotFoundError, IsADirectoryError):
-        raise ConfigError(f"sweep file {path}: no such file; give a TOML file (see `dgmbench sweep --help`)") from None
+    sweep = read_toml_file(path, f"sweep file {path}")
     unknown = sorted(set(sweep) - SWEEP_KEYS)
     if unknown:
         raise ConfigError(f"sweep file {path}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(SWEEP_KEYS))}")

@@ -31,6 +31,22 @@ class ConfigError(ValueError):
     """A user-given option that does not fit; the message is one line."""
 
 
+def read_toml_file(path, label: str) -> dict:
+    """A user's TOML file (a --config or sweep file); every failure is one ConfigError line
+    starting with `label` (e.g. "--config run.toml"): a syntax error names the line."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:  # its message ends "(at line L, column C)"
+        raise ConfigError(f"{label}: not valid TOML: {err}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{label} is a directory; give a TOML file") from None
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: no such file") from None
+
+
 # (minimum, maximum, strict minimum) of each TrainConfig option; None: unbounded
 TRAIN_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "epochs": (1, None, False),

@@ -144,13 +144,14 @@ def fit(
         steps = batches(len(x), train.batch_size, shuffle)
         bar = tqdm(steps, desc=f"epoch {epoch + 1}/{train.epochs}", disable=not progress, leave=False)
         for step, index in enumerate(bar):
+            xb = x[index].to(device)
+            yb = None if labels is None else labels[index].to(device)
             if ddp is not None:
-                scalars = distributed.step(ddp, model, x[index].to(device),
-                                           None if labels is None else labels[index].to(device), optimizers, train)
-            elif labels is None:
-                scalars = model.training_step(x[index].to(device), optimizers, train)
+                scalars = distributed.step(ddp, model, xb, yb, optimizers, train)
+            elif yb is None:
+                scalars = model.training_step(xb, optimizers, train)
             else:
-                scalars = model.training_step(x[index].to(device), optimizers, train, y=labels[index].to(device))
+                scalars = model.training_step(xb, optimizers, train, y=yb)
             bad = {k: v for k, v in scalars.items() if not math.isfinite(v)}
             if bad:
                 checkpoint = run_dir / LAST if (run_dir / LAST).exists() else None
