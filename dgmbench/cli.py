@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume-from", metavar="RUN",
                      help="continue training from this run's last good checkpoint (a run directory under "
                           "<workdir>/runs, or its run key) with the training options given here, e.g. a lower lr")
+    run.add_argument("--stop-after-hours", type=float, default=None, metavar="H",
+                     help="pause each run at the last epoch boundary before H hours of this invocation (checkpoint "
+                          "kept, interim record written); the same command continues it. Not part of the protocol")
     run.add_argument("--nproc", type=int, default=None, metavar="N",
                      help="data-parallel training on N processes (one per GPU; gloo on CPU) under torchrun")
     run.add_argument("--no-progress", action="store_true")
@@ -153,6 +156,7 @@ def _spec_from_args(args, model: str, seed: int, config: dict):
         force=args.force,
         progress=not args.no_progress,
         resume_from=args.resume_from or run_table.get("resume_from"),
+        stop_after_hours=args.stop_after_hours,
     )
 
 

@@ -736,7 +736,9 @@ def reproductions_frame(results_dir: Path, baselines_dir: Path | None = None, wo
     rows = []
     for name in sorted(reproductions, key=lambda n: (reproductions[n].gpu_only, reproductions[n].cpu_hours, n)):
         repro, state = reproductions[name], found[name]
-        if state.status in ("not run", "running or interrupted"):
+        if state.detail.startswith("interim record"):  # it names the command that continues the run
+            note = state.detail
+        elif state.status in ("not run", "running or interrupted"):
             note = f"run or continue: dgmbench reproduce {name}" + (" --device cuda" if repro.gpu_only else "")
             note += f" ({state.detail})" if state.detail else ""
         else:

@@ -21,8 +21,9 @@ Status of a reproduction, from the results store and the run directories:
 * ``gap explained``: a record outside the tolerance, with an ``explanation`` (in the
   reproduce table, or in the record) saying why, with a measurement;
 * ``gap unexplained``: a record outside the tolerance and no explanation;
-* ``running or interrupted``: a run directory with checkpoints and no record yet (rerun the
-  command to continue it);
+* ``running or interrupted``: no record yet, but an interim record (a run paused by
+  ``--stop-after-hours``: its metric so far, epochs done, learning curve and the command that
+  continues it) or a run directory with checkpoints (rerun the command to continue it);
 * ``not run``.
 """
 from __future__ import annotations
@@ -87,13 +88,13 @@ class Reproduction:
                 "citation": self.citation, "source": self.source, "baselines_file": self.file}
 
     def spec(self, device: str = "auto", results_dir: str = "results", workdir: str = ".dgmbench",
-             progress: bool = True):
+             progress: bool = True, stop_after_hours: float | None = None):
         from dgmbench.runner import RunSpec
 
         return RunSpec(model=self.model, dataset=self.board, model_options=dict(self.model_options),
                        train_options=dict(self.train_options), eval_options=dict(self.eval_options),
                        device=device, results_dir=results_dir, workdir=workdir, progress=progress,
-                       reproduces=self.link())
+                       reproduces=self.link(), stop_after_hours=stop_after_hours)
 
 
 def load_reproductions(directory: str | Path | None = None) -> dict[str, Reproduction]:
@@ -186,6 +187,18 @@ def reproduction_records(results_dir: str | Path) -> dict[str, list[dict]]:
     return {name: list(slot.values()) for name, slot in by_name.items()}
 
 
+def interim_records(results_dir: str | Path) -> dict[str, list[dict]]:
+    """name -> the interim records (paused runs) of the store that reproduce it."""
+    from dgmbench.results import ResultsStore
+
+    by_name: dict[str, list[dict]] = {}
+    for record in ResultsStore(Path(results_dir)).load_interim():
+        link = record.get("reproduces")
+        if isinstance(link, dict) and "name" in link:
+            by_name.setdefault(link["name"], []).append(record)
+    return by_name
+
+
 def _run_in_progress(repro: Reproduction, workdir: str | Path) -> tuple[str, int | None] | None:
     """(run directory, epochs done) of a started, unrecorded run of this reproduction."""
     runs = Path(workdir) / "runs"
@@ -222,9 +235,22 @@ def _equal(a, b) -> bool:
     return list(a) == list(b) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
 
 
-def status_of(repro: Reproduction, records: list[dict], workdir: str | Path = ".dgmbench") -> Status:
-    scored = [(r, *record_metric(r, repro.metric)) for r in records]
+def status_of(repro: Reproduction, records: list[dict], workdir: str | Path = ".dgmbench",
+              interim: list[dict] = ()) -> Status:
+    scored = [(r, *record_metric(r, repro.metric)) for r in records if not r.get("interim")]
     scored = [(r, v, s) for r, v, s in scored if v is not None]
+    paused = [(r, *record_metric(r, repro.metric)) for r in [*interim, *(r for r in records if r.get("interim"))]]
+    paused = [(r, v, s) for r, v, s in paused if v is not None]
+    if not scored and paused:
+        record, value, stderr = max(paused, key=lambda item: str(item[0].get("created", "")))
+        state = record["interim"]
+        training = record.get("training") or {}
+        detail = (f"interim record: epoch {state['epochs_completed']} of {state['planned_epochs']} "
+                  f"(best-validation checkpoint so far); {curve_note(training)}; continue with: {state['continue']}")
+        return Status(repro.name, "running or interrupted", ours=value, stderr=stderr, gap=value - repro.published,
+                      epochs=int(state["epochs_completed"]),
+                      wall_hours=float(record.get("wall_seconds") or 0.0) / 3600,
+                      records=[Path(record.get("_path", "")).stem], explanation=repro.explanation, detail=detail)
     if not scored:
         started = _run_in_progress(repro, workdir)
         if started is None:
@@ -265,7 +291,9 @@ def curve_note(training: dict, window: int = 5) -> str:
 def statuses(reproductions: dict[str, Reproduction], results_dir: str | Path = "results",
              workdir: str | Path = ".dgmbench") -> dict[str, Status]:
     records = reproduction_records(results_dir) if Path(results_dir).is_dir() else {}
-    return {name: status_of(repro, records.get(name, []), workdir) for name, repro in reproductions.items()}
+    paused = interim_records(results_dir) if Path(results_dir).is_dir() else {}
+    return {name: status_of(repro, records.get(name, []), workdir, paused.get(name, []))
+            for name, repro in reproductions.items()}
 
 
 def gap_text(status: Status, digits: int = 2) -> str:
@@ -327,6 +355,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", default=".dgmbench", help="checkpoints (a rerun resumes from them)")
     p.add_argument("--baselines-dir", type=Path, default=None)
     p.add_argument("--show", action="store_true", help="print the reproduction's protocol instead of running it")
+    p.add_argument("--stop-after-hours", type=float, default=None, metavar="H",
+                   help="pause at the last epoch boundary before H hours (checkpoint kept, interim record with the "
+                        "learning curve written); the same command continues the run")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_reproduce)
 
@@ -343,10 +374,14 @@ def cmd_reproduce(args) -> int:
     from dgmbench.runner import run, validate
 
     spec = repro.spec(device=args.device, results_dir=args.results_dir, workdir=args.workdir,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, stop_after_hours=args.stop_after_hours)
     validate(spec)
     print(f"reproducing {repro.label}: {repro.metric} {repro.published} {repro.unit} ({repro.source})", flush=True)
     record = run(spec, log=lambda message: print(message, flush=True))
+    if record and record.get("interim"):
+        state = status_of(repro, [], args.workdir, interim=[record])
+        print(f"{repro.name}: paused; {state.detail}")
+        return 0
     state = status_of(repro, [record] if record else [], args.workdir)
     if state.ours is not None:
         print(f"{repro.name}: ours {state.ours:.2f} vs published {repro.published:.2f}, gap {gap_text(state)} "

@@ -8,6 +8,12 @@ merge in git without conflicts. A run's record name contains its run key (a hash
 model, data, configs, seed and evaluation settings), so a resumed or repeated run cannot
 add a second record for the same configuration unless asked to (``force``).
 
+Interim records (``<results>/interim/``) hold the state of a run paused at an invocation's
+time limit (``--stop-after-hours``): the best checkpoint so far evaluated, the epochs done
+and planned, and the command that continues it. They never enter ``records/`` (so neither
+leaderboards nor ``dgmbench check`` mix them with finished runs); each is replaced
+atomically by the next pause of the same run and removed once its final record is written.
+
 Records are strict JSON (RFC 8259), readable by every JSON parser: a non-finite number
 (NaN, +-inf, e.g. the validation score of a model without one) is written as null. Older
 records with bare NaN/Infinity still load.
@@ -24,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 RECORDS = "records"
+INTERIM = "interim"
 
 
 class DuplicateRecordError(FileExistsError):
@@ -103,10 +110,49 @@ class ResultsStore:
                         raise DuplicateRecordError(f"a record already exists at {target}") from None
                     continue
                 _fsync_dir(self.records_dir)
+                self.drop_interim(key)  # the finished run supersedes its paused state
                 return target
             raise DuplicateRecordError(f"too many repeats of run {key[:12]}")
         finally:
             os.unlink(tmp)
+
+    @property
+    def interim_dir(self) -> Path:
+        return self.root / INTERIM
+
+    def interim(self, run_key: str) -> list[Path]:
+        if not self.interim_dir.exists():
+            return []
+        return sorted(self.interim_dir.glob(f"*__{run_key[:12]}.json"))
+
+    def put_interim(self, record: dict) -> Path:
+        """Write (or atomically replace) the interim record of a paused run."""
+        self.interim_dir.mkdir(parents=True, exist_ok=True)
+        target = self.interim_dir / self.record_path(record["run_key"], record["model"], record["board"],
+                                                     record["seed"]).name
+        fd, tmp = tempfile.mkstemp(dir=self.interim_dir, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(record_json(record))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        _fsync_dir(self.interim_dir)
+        return target
+
+    def drop_interim(self, run_key: str) -> None:
+        for path in self.interim(run_key):
+            path.unlink(missing_ok=True)
+
+    def load_interim(self) -> list[dict]:
+        records = []
+        for path in sorted(self.interim_dir.glob("*.json")) if self.interim_dir.exists() else []:
+            if not path.name.startswith(".tmp-"):
+                records.append(self.load_one(path))
+        return records
 
     def load_one(self, path: Path) -> dict:
         record = json.loads(Path(path).read_text())

@@ -15,6 +15,12 @@ file): the same command started twice waits for the first and then reports its r
 ``resume_from`` continues training from another run's last good checkpoint with changed
 training options (e.g. a lower learning rate after a non-finite loss); the record says
 which run and epoch it continued from, and that run's key is part of this run's key.
+
+``stop_after_hours`` limits one invocation, not the protocol (it is not part of the run
+key): a run longer than the limit pauses at an epoch boundary, its best checkpoint so far
+is evaluated and written as an *interim* record (``<results>/interim/``, with the epochs
+done and planned, its learning curve and the command that continues it), and the same
+command later continues from the checkpoint; the final record replaces the interim one.
 """
 from __future__ import annotations
 
@@ -71,6 +77,8 @@ class RunSpec:
     # the published result this run reproduces (`dgmbench reproduce`): {"name": ..., baseline
     # fields}; its name is part of the run key and the whole dict goes into the record
     reproduces: dict | None = None
+    # a limit of this invocation: pause (checkpoint, interim record) before it is passed
+    stop_after_hours: float | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -83,6 +91,27 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was requested but CUDA is not available; use --device cpu")
     return device
+
+
+def check_inception_weights(settings: dict) -> None:
+    """Inception features asked for without weights fail here, before any training, not at the
+    evaluation hours later (a corrected -e setting would change the run key and retrain)."""
+    path = settings.get("inception_weights")
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"-e inception_weights={path!r}: no such file; give the path of a local copy of "
+                              "torch-fidelity's Inception-v3 weights, or use -e inception=true to download them")
+        return
+    extractors = {settings.get("fid_extractor"), settings.get("prdc_extractor")} - {None}
+    if extractors and not settings.get("inception", False):
+        from dgmbench.metrics.features import INCEPTION, inception_weights_path  # imports torch-fidelity
+
+        if INCEPTION not in extractors:
+            return
+        try:
+            inception_weights_path(None, allow_download=False)
+        except FileNotFoundError as err:
+            raise ConfigError(str(err)) from None
 
 
 def validate(spec: RunSpec) -> None:
@@ -100,7 +129,11 @@ def validate(spec: RunSpec) -> None:
     check_options(cls.Config, spec.model_options, "-o", f"model {spec.model!r}")
     check_train_options(spec.train_options)
     validate_eval_settings(spec.eval_options)
+    check_inception_weights(spec.eval_options)
     resolve_device(spec.device)
+    hours = spec.stop_after_hours
+    if hours is not None and (isinstance(hours, bool) or not isinstance(hours, (int, float)) or not hours > 0):
+        raise ConfigError(f"--stop-after-hours {hours!r} is not valid: give a number of hours > 0, e.g. 1.5")
     if spec.resume_from is not None:
         find_run_dir(spec.resume_from, spec.workdir)
 
@@ -174,13 +207,34 @@ def _toml_value(value) -> str:
     return repr(value) if not isinstance(value, (list, tuple)) else "[" + ", ".join(map(_toml_value, value)) + "]"
 
 
+def identity_config(model_config) -> dict:
+    """The model config as the run key sees it: every field, less those the Config lists in
+    ``identity_neutral`` (options added after records existed) while they are at their
+    default, so that adding an option with a behaviour-preserving default keeps every
+    committed record's key."""
+    fields = dataclasses.asdict(model_config)
+    defaults = {f.name: f.default for f in dataclasses.fields(model_config)}
+    for name in getattr(type(model_config), "identity_neutral", ()):
+        if name in fields and fields[name] == defaults[name]:
+            del fields[name]
+    return fields
+
+
+def checkpoint_selection(model, summary) -> str:
+    """Which checkpoint was evaluated, in words, for the record."""
+    if summary.best_validation is None:
+        return f"last: epoch {summary.epochs_completed} (no validation score)"
+    what = getattr(model, "validation_score_description", "validation score")
+    return f"lowest {what}: epoch {summary.best_epoch} of {summary.epochs_completed}"
+
+
 def run_identity(spec: RunSpec, board: str, model_config, train_config, continued_from: dict | None = None):
     """(identity, group hash, run key): everything that determines a run's result, the hash
     shared by all its seeds (the leaderboard's grouping key) and the key of this seed's record."""
     identity = {
         "model": spec.model,
         "board": board,
-        "model_config": dataclasses.asdict(model_config),
+        "model_config": identity_config(model_config),
         "train_config": {k: v for k, v in dataclasses.asdict(train_config).items() if k != "seed"},
         "eval_settings": dict(spec.eval_options),
         "quick": spec.quick,
@@ -326,8 +380,13 @@ def _train_evaluate_record(spec, cls, dataset, model, model_config, train_config
         distributed.barrier()
         log(f"continuing {continued_from['run']} from epoch {continued_from['epoch']} with new training options")
     log(f"{spec.model} on {info.board} (seed {spec.seed}, {model.num_parameters():,} parameters, {device})")
+    if store.interim(run_key) and not (run_dir / LAST).exists():
+        log(f"{store.interim(run_key)[0]} records a paused run, but {run_dir} holds no checkpoint to continue "
+            "from (checkpoints are not committed): training starts from epoch 0")
+    deadline = tic + 3600 * spec.stop_after_hours if spec.stop_after_hours is not None else None
     try:
-        summary = fit(model, dataset, train_config, run_dir, device, progress=spec.progress, log=log)
+        summary = fit(model, dataset, train_config, run_dir, device, progress=spec.progress, log=log,
+                      deadline=None if deadline is None else deadline - time.perf_counter() + time.time())
     except NonFiniteLossError as err:
         raise NonFiniteLossError(f"{err} {_advice(spec, err, train_config, run_dir, info.board)}",
                                  err.checkpoint, err.checkpoint_epoch) from None
@@ -377,6 +436,7 @@ def _train_evaluate_record(spec, cls, dataset, model, model_config, train_config
             "epochs_completed": summary.epochs_completed,
             "best_epoch": summary.best_epoch,
             "best_validation": summary.best_validation,
+            "checkpoint_selection": checkpoint_selection(model, summary),
             "stopped_early": summary.stopped_early,
             "resumed_from_epoch": summary.resumed_from_epoch,
             "train_seconds": round(summary.train_seconds, 3),
@@ -402,6 +462,8 @@ def _train_evaluate_record(spec, cls, dataset, model, model_config, train_config
         "device": device_info(device),
         "data_parallel": distributed.describe(),
     }
+    if summary.paused_at_deadline:
+        return _record_interim(spec, record, summary, train_config, info.board, store, log)
     try:
         path = store.append(record, force=spec.force)
     except DuplicateRecordError:  # recorded meanwhile by a process with another workdir
@@ -409,6 +471,34 @@ def _train_evaluate_record(spec, cls, dataset, model, model_config, train_config
         log(f"already recorded by another process: {path} (use --force to record a repeat)")
         return store.load_one(path)
     log(f"recorded {path}")
+    record["_path"] = str(path)
+    return record
+
+
+def continue_command(spec: RunSpec, board: str) -> str:
+    """The command that continues a paused run under the same limit per invocation."""
+    words = [reproduce_command(spec, board)]
+    if Path(spec.results_dir) != Path("results"):
+        words += ["--results-dir", shlex.quote(spec.results_dir)]
+    if Path(spec.workdir) != Path(".dgmbench"):
+        words += ["--workdir", shlex.quote(spec.workdir)]
+    return " ".join(words + ["--stop-after-hours", f"{spec.stop_after_hours:g}"])
+
+
+def _record_interim(spec, record, summary, train_config, board, store, log) -> dict:
+    """A paused run: its best checkpoint so far, evaluated, as the run's interim record."""
+    record["interim"] = {
+        "epochs_completed": summary.epochs_completed,
+        "planned_epochs": train_config.epochs,
+        "reason": f"paused at the invocation limit --stop-after-hours {spec.stop_after_hours:g}; "
+                  "the metrics are those of the best-validation checkpoint so far",
+        "continue": continue_command(spec, board),
+        "checkpoint_dir": "the run directory under the workdir (not committed): continuing needs it, "
+                          "else training restarts from epoch 0",
+    }
+    path = store.put_interim(record)
+    log(f"paused after epoch {summary.epochs_completed} of {train_config.epochs}; interim record {path}; "
+        f"continue with: {record['interim']['continue']}")
     record["_path"] = str(path)
     return record
 

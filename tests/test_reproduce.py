@@ -192,3 +192,23 @@ def test_leaderboard_without_reproductions_has_no_extra_column(tmp_path):
                             "extractor": [None], "interval_low": [float("nan")], "interval_high": [float("nan")]})
     boards = build_leaderboards(results, load_baselines(_baselines(tmp_path / "b", 20.0, 1.0)), "digits/binary")
     assert "Published (gap" not in render(boards, "markdown")
+
+
+def test_reproduction_status_shows_the_interim_value_and_how_to_continue(tmp_path, monkeypatch, capsys):
+    from test_stop_after_hours import clock_jumping_by
+
+    from dgmbench.reproduce import statuses
+
+    baselines = _baselines(tmp_path / "baselines", 20.0, 1.0)
+    args = ["reproduce", "fvsbn_digits", "--baselines-dir", str(baselines), "--results-dir", str(tmp_path / "results"),
+            "--workdir", str(tmp_path / "work"), "--no-progress", "--stop-after-hours", "1"]
+    monkeypatch.setattr("dgmbench.runner.time", clock_jumping_by(7200.0))
+    assert main(args) == 0
+    monkeypatch.undo()
+    assert "paused" in capsys.readouterr().out
+    (interim,) = ResultsStore(tmp_path / "results").load_interim()
+    state = statuses(load_reproductions(baselines), tmp_path / "results", tmp_path / "work")["fvsbn_digits"]
+    nll = next(m["value"] for m in interim["metrics"] if m["name"] == "nll")
+    assert state.status == "running or interrupted" and state.ours == pytest.approx(nll)
+    assert state.epochs == 1 and "continue with: dgmbench reproduce fvsbn_digits --results-dir" in state.detail
+    assert state.detail.endswith("--stop-after-hours 1")

@@ -51,6 +51,17 @@ def barrier() -> None:
         dist.barrier()
 
 
+def agree(flag: bool) -> bool:
+    """Rank 0's `flag` on every rank (one process: `flag` itself), for decisions that must
+    be the same everywhere, e.g. pausing at a time limit measured by each rank's own clock."""
+    if not active():
+        return flag
+    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    value = torch.tensor([int(flag)], device=on)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
 def describe() -> dict | None:
     """What a record says about data parallelism (None: one process)."""
     if not active():

@@ -6,6 +6,11 @@ updates where the model overrides it), score the validation split for early stop
 checkpoint. A non-finite training scalar stops the run before anything is saved, so the
 last checkpoint on disk is the last good one. A run whose directory holds a checkpoint
 resumes from it: model, optimisers, RNG states and early-stopping state included.
+
+``deadline`` (a ``time.time()`` value) is a limit of this invocation, not of the protocol:
+training pauses at the last epoch boundary before it (judged by the last epoch's duration)
+with the checkpoint saved, and the next invocation continues from there exactly as after
+an interruption.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ class TrainSummary:
     resumed_from_epoch: int | None
     seconds_before_resume: float  # training time spent by earlier, interrupted invocations
     history: list[dict] = field(default_factory=list)
+    paused_at_deadline: bool = False  # stopped by the invocation's deadline, not by the protocol
 
 
 # Share of the free GPU memory the training set may take to live on the device for the epoch.
@@ -70,7 +76,11 @@ def batches(n: int, batch_size: int | None, generator: torch.Generator | None):
 
 @torch.no_grad()
 def validation_score(model: GenerativeModel, x: torch.Tensor, batch_size: int, device) -> float | None:
-    """Example-weighted mean of the model's validation score over batches."""
+    """Example-weighted mean of the model's validation score over batches; one call on the
+    whole split for a model whose ``validation_score_is_whole_split`` is true (a score that is
+    not a mean over examples, e.g. a GAN's Frechet distance to the split)."""
+    if getattr(model, "validation_score_is_whole_split", False):
+        return model.validation_score(x.to(device))
     total, count = 0.0, 0
     for index in batches(len(x), batch_size, None):
         score = model.validation_score(x[index].to(device))
@@ -102,6 +112,7 @@ def fit(
     device: torch.device,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    deadline: float | None = None,
 ) -> TrainSummary:
     run_dir = Path(run_dir)
     model.to(device)
@@ -112,7 +123,7 @@ def fit(
     torch.manual_seed(train.seed)
 
     start_epoch, best, best_epoch, bad_epochs, seconds, history = 0, math.inf, None, 0, 0.0, []
-    stopped_early = False
+    stopped_early = paused = False
     seconds_before_resume = 0.0
     resumed_from = None
     if (run_dir / LAST).exists():
@@ -207,6 +218,13 @@ def fit(
             stopped_early = True
             log(f"early stopping after epoch {epoch + 1}: no validation improvement in {train.patience} epochs")
             break
+        # every rank reaches the same verdict only if they share a clock: decide on rank 0's
+        epoch_seconds = time.perf_counter() - tic
+        if deadline is not None and epoch + 1 < train.epochs and distributed.agree(time.time() + epoch_seconds > deadline):
+            paused = True
+            log(f"pausing after epoch {epoch + 1} of {train.epochs}: the next epoch would pass this invocation's "
+                "time limit; the checkpoint is saved and the same command continues the run")
+            break
 
     if (run_dir / BEST).exists():
         model.load_state_dict(load_checkpoint(run_dir / BEST, map_location=device)["model"])
@@ -219,4 +237,5 @@ def fit(
         resumed_from_epoch=resumed_from,
         seconds_before_resume=seconds_before_resume,
         history=history,
+        paused_at_deadline=paused,
     )
