@@ -173,3 +173,77 @@ def test_direct_cd_updates_equal_the_autograd_surrogate_updates(k, persistent):
 
 def data_info():
     return load_dataset("digits/binary").info
+
+
+def test_schedules_follow_the_released_salakhutdinov_murray_code():
+    """final_momentum / k_increase_updates: momentum 0.5 until `momentum_switch_updates`
+    updates are done, then 0.9; Gibbs steps 1, 1, 2, 2, 3, ... (one more every
+    `k_increase_updates` updates, capped at k) with learning rate lr / steps (rbm.m's
+    T = ceil(epoch / 10), lr / T, in updates). The parameters equal those of unscheduled
+    updates whose k, momentum and lr are set by hand to the same values before every step."""
+    data = load_dataset("digits/binary").split("train")
+    schedule = dict(final_momentum=0.9, momentum_switch_updates=3, k_increase_updates=2)
+    torch.manual_seed(0)
+    scheduled = build_model("rbm", data_info(), hidden=20, k=3, init_std=0.1, **schedule)
+    torch.manual_seed(0)
+    by_hand = build_model("rbm", data_info(), hidden=20, k=3, init_std=0.1)
+    train = TrainConfig(lr=0.1, batch_size=50, weight_decay=1e-3)
+    optimizers = scheduled.configure_optimizers(train), by_hand.configure_optimizers(train)
+    used = []
+    record = scheduled.layer.contrastive_divergence_gradients
+
+    def recording(v, start, k, generator=None):
+        used.append(k)
+        return record(v, start, k, generator)
+
+    scheduled.layer.contrastive_divergence_gradients = recording
+    expected_k = [1, 1, 2, 2, 3, 3, 3, 3]
+    for step, k in enumerate(expected_k):
+        batch = data[step * 50 : (step + 1) * 50]
+        momentum = 0.5 if step < 3 else 0.9
+        assert scheduled.schedule() == (k, momentum, 1.0 / k)
+        torch.manual_seed(100 + step)
+        scheduled.training_step(batch, optimizers[0], train)
+        group = optimizers[0]["model"].param_groups[0]
+        assert (group["momentum"], group["lr"]) == (momentum, pytest.approx(0.1 / k))
+        by_hand.config.k = k
+        for group in optimizers[1]["model"].param_groups:
+            group["momentum"], group["lr"] = momentum, 0.1 / k
+        torch.manual_seed(100 + step)
+        by_hand.training_step(batch, optimizers[1], train)
+    assert used == expected_k and int(scheduled.updates) == len(expected_k)
+    for (name, got), expected in zip(scheduled.named_parameters(), by_hand.parameters()):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0, msg=name)
+
+
+def test_schedule_clock_is_checkpointed_and_unscheduled_checkpoints_keep_their_format(tmp_path):
+    dataset = load_dataset("digits/binary")
+    torch.manual_seed(0)
+    model = build_model("rbm", dataset.info, hidden=8, final_momentum=0.9, momentum_switch_updates=5)
+    fit(model, dataset, TrainConfig(epochs=2, lr=0.05, batch_size=100), tmp_path, torch.device("cpu"), progress=False)
+    state = load_checkpoint(tmp_path / "last.pt")["model"]
+    steps_per_epoch = -(-len(dataset.split("train")) // 100)
+    assert int(state["updates"]) == 2 * steps_per_epoch
+    fresh = build_model("rbm", dataset.info, hidden=8, final_momentum=0.9, momentum_switch_updates=5)
+    fresh.load_state_dict(state)
+    assert fresh.schedule()[1] == 0.9
+    assert "updates" not in build_model("rbm", dataset.info, hidden=8).state_dict()
+
+
+@pytest.mark.parametrize(
+    "bad", [dict(final_momentum=1.0), dict(k_increase_updates=0), dict(momentum_switch_updates=-1)]
+)
+def test_bad_schedule_options_are_refused(bad):
+    with pytest.raises(ValueError):
+        build_model("rbm", TINY, hidden=4, **bad)
+
+
+def test_schedule_options_at_their_defaults_keep_run_keys():
+    from dgmbench.runner import identity_config
+
+    config = RBM.Config(hidden=500, k=25)
+    assert set(identity_config(config)) == {
+        "hidden", "k", "persistent", "pcd_chains", "momentum", "init_std", "init_visible_bias_from_data",
+        "sample_steps", "validation_flips",
+    }
+    assert identity_config(RBM.Config(final_momentum=0.9))["final_momentum"] == 0.9
