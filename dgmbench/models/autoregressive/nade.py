@@ -175,6 +175,9 @@ class NADEMeanNLL(torch.autograd.Function):
                 carry += (x_block @ Wt[start:stop]).to(torch.float64)
             grad_Wt += xc.T @ prefix
             grad_c += prefix.sum(0)
+        # The last dimension's column feeds no hidden state: its gradient is exactly 0, but the
+        # two sums above leave rounding noise there, which Adam would normalise into steps of lr.
+        grad_Wt[-1] = 0
         ctx.grads = (grad_Wt.T.contiguous(), grad_c, grad_U, grad_rho, *grad_head)
         return total / n
 
