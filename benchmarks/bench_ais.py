@@ -2,8 +2,10 @@
 chains, at a reduced 500-temperature schedule of the standard shape (the standard 14,500 is
 29x longer; measured once by hand, see the README's benchmark section), side by side with
 the minimal AIS loop (benchmarks/peers/ais_minimal.py): ``track_ratio_vs_minimal_ais`` is
-the median over interleaved runs of time(ours) / time(peer). Thread count is a parameter;
-CPU, and CUDA when present."""
+the median over interleaved runs of time(ours) / time(peer). ``track_ratio_vs_one_batch``
+compares with the same fused loop run on all chains as one batch (the implementation
+before chain groups, dgmbench.metrics.ais.CHAIN_GROUPS): on CPU at two threads the two
+groups run concurrently. Thread count is a parameter; CPU, and CUDA when present."""
 import time
 
 import torch
@@ -45,6 +47,10 @@ class AIS784x500:
     def ours(self):
         return run_ais(self.path, self.betas, CHAINS, self.generator)
 
+    def one_batch(self):
+        state = self.path.sample_base(CHAINS, self.generator)
+        return self.path.anneal(state, [float(beta) for beta in self.betas], self.generator)
+
     def peer(self):
         layer = self.layer
         return minimal_ais_log_z(layer.weight.detach(), layer.visible_bias.detach(), layer.hidden_bias.detach(),
@@ -70,3 +76,8 @@ class AIS784x500:
         return interleaved_ratio(self.ours, self.peer, device, 3)
 
     track_ratio_vs_minimal_ais.unit = "time ours / time peer"
+
+    def track_ratio_vs_one_batch(self, device, threads):
+        return interleaved_ratio(self.ours, self.one_batch, device, 3)
+
+    track_ratio_vs_one_batch.unit = "time ours / time one-batch loop"

@@ -18,10 +18,13 @@ This follows the reference implementation (msmsajjadi/precision-recall-distribut
 """
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 
 import numpy as np
+import sklearn
 import sklearn.cluster
+import torch
 from threadpoolctl import ThreadpoolController
 
 NUM_CLUSTERS = 20
@@ -57,20 +60,57 @@ def _thread_pools() -> ThreadpoolController:
     return ThreadpoolController()
 
 
+def _kmeans_labels(union: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
+    """Labels of the reference clustering of `union` (finite, float64, C-contiguous)."""
+    kmeans = sklearn.cluster.MiniBatchKMeans(
+        n_clusters=num_clusters, n_init=10, batch_size=KMEANS_BATCH_SIZE, random_state=seed
+    )
+    # The caller checked finiteness once for all runs; sklearn would re-scan the union every fit.
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        return kmeans.fit(union).labels_
+
+
+def _histograms(labels: np.ndarray, num_eval: int, num_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    eval_counts = np.bincount(labels[:num_eval], minlength=num_clusters)
+    ref_counts = np.bincount(labels[num_eval:], minlength=num_clusters)
+    return eval_counts / eval_counts.sum(), ref_counts / ref_counts.sum()
+
+
+def _union(eval_features: np.ndarray, ref_features: np.ndarray) -> np.ndarray:
+    union = np.ascontiguousarray(np.vstack([eval_features, ref_features]), dtype=np.float64)
+    if not np.isfinite(union).all():
+        raise ValueError("PRD features contain NaN or infinity: check the samples and the feature extractor")
+    return union
+
+
 def cluster_histograms(
     eval_features: np.ndarray, ref_features: np.ndarray, num_clusters: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Histograms of eval and ref points over k-means clusters of their union."""
-    union = np.vstack([eval_features, ref_features])
-    kmeans = sklearn.cluster.MiniBatchKMeans(
-        n_clusters=num_clusters, n_init=10, batch_size=KMEANS_BATCH_SIZE, random_state=seed
-    )
+    union = _union(eval_features, ref_features)
     # On small inputs (the quick suite) thread start-up dominates, badly so on a busy machine.
     with _thread_pools().limit(limits=1 if union.size < SMALL_CLUSTERING else None):
-        labels = kmeans.fit(union).labels_
-    eval_counts = np.bincount(labels[: len(eval_features)], minlength=num_clusters)
-    ref_counts = np.bincount(labels[len(eval_features) :], minlength=num_clusters)
-    return eval_counts / eval_counts.sum(), ref_counts / ref_counts.sum()
+        labels = _kmeans_labels(union, num_clusters, seed)
+    return _histograms(labels, len(eval_features), num_clusters)
+
+
+def _clustering_runs(union: np.ndarray, num_eval: int, num_clusters: int, seeds: list[int]) -> list:
+    """cluster_histograms for each seed, on one union. Small inputs: one after the other on
+    one thread (thread start-up would dominate). Large ones: the runs are spread over the
+    available cores, each run on one thread (BLAS and OpenMP), so every run does the same
+    arithmetic as on a one-thread machine; the labels do not depend on the thread count."""
+    workers = min(len(seeds), torch.get_num_threads())  # the process's thread budget
+    if union.size < SMALL_CLUSTERING or workers == 1:
+        with _thread_pools().limit(limits=1 if union.size < SMALL_CLUSTERING else None):
+            return [_histograms(_kmeans_labels(union, num_clusters, seed), num_eval, num_clusters) for seed in seeds]
+
+    def run(seed: int):
+        # OpenMP's thread count is per calling thread: limit it in each worker
+        with _thread_pools().limit(limits=1, user_api="openmp"):
+            return _histograms(_kmeans_labels(union, num_clusters, seed), num_eval, num_clusters)
+
+    with _thread_pools().limit(limits=1, user_api="blas"), concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(run, seeds))
 
 
 def prd_from_features(
@@ -85,7 +125,8 @@ def prd_from_features(
     """The PRD curve of eval (fake) against ref (real) features, averaged over runs.
 
     Equal sample sizes are enforced by default because an unbalanced union biases the
-    clustering towards the larger set (Sajjadi et al. 2018, Sec. 4).
+    clustering towards the larger set (Sajjadi et al. 2018, Sec. 4). The union is built and
+    checked once for all runs (the reference stacks it again in every run).
     """
     eval_features = np.asarray(eval_features, dtype=np.float64)
     ref_features = np.asarray(ref_features, dtype=np.float64)
@@ -94,10 +135,9 @@ def prd_from_features(
             f"PRD needs as many eval points ({len(eval_features)}) as reference points "
             f"({len(ref_features)}); pass enforce_balance=False to override (not recommended)"
         )
-    curves = [
-        prd_curve(*cluster_histograms(eval_features, ref_features, num_clusters, seed + run), num_angles)
-        for run in range(num_runs)
-    ]
+    union = _union(eval_features, ref_features)
+    histograms = _clustering_runs(union, len(eval_features), num_clusters, [seed + run for run in range(num_runs)])
+    curves = [prd_curve(eval_dist, ref_dist, num_angles) for eval_dist, ref_dist in histograms]
     precision = np.mean([p for p, _ in curves], axis=0)
     recall = np.mean([r for _, r in curves], axis=0)
     return precision, recall

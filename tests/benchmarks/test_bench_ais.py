@@ -1,8 +1,10 @@
 """pytest-benchmark: AIS for log Z of a 784 x 500 binary RBM, 100 chains at a reduced
 500-temperature schedule of the standard shape, ours and the minimal AIS loop
 (benchmarks/peers/ais_minimal.py) side by side; the ours-case records
-``ratio_vs_minimal_ais`` (median over interleaved runs of time(ours) / time(peer)) and the
-thread count. CPU, and CUDA when present. Skipped by the default run (--benchmark-skip);
+``ratio_vs_minimal_ais`` (median over interleaved runs of time(ours) / time(peer)),
+``ratio_vs_one_batch`` (against the same fused loop on all chains as one batch, the
+implementation before chain groups) and the thread count, at 1 and 2 threads. CPU, and
+CUDA when present. Skipped by the default run (--benchmark-skip);
 run with `pytest tests/benchmarks/test_bench_ais.py --benchmark-only`."""
 import sys
 from pathlib import Path
@@ -38,8 +40,30 @@ def _setup(device):
     return layer.annealing_path(base), generator, peer
 
 
+def _one_batch(path, generator, device):
+    """The fused loop on all chains as one batch (before dgmbench.metrics.ais.CHAIN_GROUPS)."""
+    betas = [float(beta) for beta in schedule(TEMPERATURES)]
+
+    def run():
+        result = path.anneal(path.sample_base(CHAINS, generator), betas, generator)
+        _sync(device)
+        return result
+
+    return run
+
+
+@pytest.fixture
+def threads(request):
+    """torch's thread count for the test, restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("threads", [1, 2], indirect=True)
 @pytest.mark.parametrize("device", DEVICES)
-def test_ais_784x500_throughput_vs_minimal(benchmark, device):
+def test_ais_784x500_throughput_vs_minimal(benchmark, device, threads):
     path, generator, peer = _setup(device)
     betas = schedule(TEMPERATURES)
 
@@ -49,6 +73,7 @@ def test_ais_784x500_throughput_vs_minimal(benchmark, device):
         return result
 
     ratio = interleaved_ratio(ours, peer, device, 3)
+    ratio_one_batch = interleaved_ratio(ours, _one_batch(path, generator, device), device, 3)
     result = benchmark.pedantic(ours, rounds=3, iterations=1, warmup_rounds=1)
     seconds = benchmark.stats.stats.median
     benchmark.extra_info.update(
@@ -58,6 +83,7 @@ def test_ais_784x500_throughput_vs_minimal(benchmark, device):
         device=device,
         threads=torch.get_num_threads(),
         ratio_vs_minimal_ais=ratio,
+        ratio_vs_one_batch=ratio_one_batch,
     )
     assert result.log_weights.shape == (CHAINS,) and torch.isfinite(result.log_weights).all()
 

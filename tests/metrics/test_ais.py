@@ -182,7 +182,8 @@ def test_raise_and_ais_bracket_the_exact_test_log_likelihood(trained_digits_rbm,
         log_p_tilde = model.unnormalized_log_prob(x)
     exact = log_p_tilde - model.exact_log_partition()
     path = model.annealing_path(base_rate(digits.split("train"), "binary"))
-    ais = run_ais(path, schedule(300), 100, torch.Generator().manual_seed(3))
+    # 1,000 temperatures: log Z_hat's spread over seeds is then 0.03 nats here (0.05 at 300)
+    ais = run_ais(path, schedule(1000), 100, torch.Generator().manual_seed(3))
     ais_log_likelihood = float(log_p_tilde.mean()) - ais.log_z
     raise_log_p = run_raise(path, x, log_p_tilde, schedule(300), 1, torch.Generator().manual_seed(4))
     gap = raise_log_p - exact  # per example; <= 0 in expectation over the reverse chains
@@ -214,7 +215,9 @@ def test_metrics_on_a_small_rbm(trained_digits_rbm, digits):
 
 def test_float32_products_change_ais_by_far_less_than_its_noise():
     """Same random numbers, float32 vs float64 matrix products in the path (log f is float64
-    in both): the log-weights agree to ~1e-3 nats at 784 x 200."""
+    in both): the log-weights agree to ~1e-6 nats at 784 x 200, except in the rare chain where
+    a uniform falls within rounding of its Bernoulli threshold, the two draws differ and the
+    chains part ways (their weights then differ by AIS noise, which no precision removes)."""
     layer = random_layer(784, 200, weight_std=0.05)
     base = torch.sigmoid(layer.visible_bias.detach().double())
     results = [
@@ -222,7 +225,8 @@ def test_float32_products_change_ais_by_far_less_than_its_noise():
         for dtype in (torch.float32, torch.float64)
     ]
     difference = (results[0].log_weights - results[1].log_weights).abs()
-    assert float(difference.max()) < 1e-4
+    assert float(difference.median()) < 1e-5
+    assert int((difference < 1e-4).sum()) >= 45  # of 50 chains
 
 
 def test_ais_metric_flags_a_log_z_below_the_training_set_bound(trained_digits_rbm, digits, monkeypatch):
@@ -303,3 +307,42 @@ def test_float32_increments_carry_no_bias_that_grows_with_the_temperatures():
         torch.testing.assert_close(increments[1], exact, rtol=0, atol=1e-10)
         error = increments[0] - increments[1]
         assert abs(float(error.mean())) < 2e-9 and float(error.abs().max()) < 2e-8, (float(error.mean()), float(error.abs().max()))
+
+
+def test_log_weights_do_not_depend_on_the_thread_count(monkeypatch):
+    """On CPU the chains are annealed in two groups with their own seeded generators,
+    concurrently when torch has two threads: one seed gives the same AIS and RAISE
+    log-weights at one thread and at two (the same random draws; the products' float32 rounding
+    may differ in a worker thread: measured 4e-6 of ~800 nats), and torch's thread count is restored."""
+    import concurrent.futures
+
+    import dgmbench.metrics.ais as ais
+
+    pools = []
+
+    class RecordingPool(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, workers):
+            pools.append(workers)
+            super().__init__(workers)
+
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", RecordingPool)
+    layer = random_layer(784, 200, weight_std=0.05, seed=5)
+    base = torch.sigmoid(layer.visible_bias.detach().double())
+    path = layer.annealing_path(base)
+    x = (torch.rand(40, 784, generator=torch.Generator().manual_seed(1)) < base).double()
+    log_f_data = -layer.free_energy_float64(x)
+    previous = torch.get_num_threads()
+    results = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results[threads] = (
+                run_ais(path, schedule(40), 40, torch.Generator().manual_seed(0)).log_weights,
+                run_raise(path, x, log_f_data, schedule(40), 1, torch.Generator().manual_seed(0)),
+            )
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(previous)
+    assert pools == [ais.CHAIN_GROUPS, ais.CHAIN_GROUPS]  # two threads: the groups ran concurrently
+    for one_thread, two_threads in zip(results[1], results[2]):
+        torch.testing.assert_close(one_thread, two_threads, rtol=1e-7, atol=0)

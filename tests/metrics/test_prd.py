@@ -129,3 +129,64 @@ def test_clustering_is_the_reference_protocol(seed):
     labels = kmeans.fit(np.vstack([eval_features, ref_features])).labels_
     np.testing.assert_array_equal(eval_hist, np.bincount(labels[:300], minlength=20) / 300)
     np.testing.assert_array_equal(ref_hist, np.bincount(labels[300:], minlength=20) / 300)
+
+
+def reference_prd(eval_features, ref_features, seed, num_runs=10):
+    """prd_score.compute_prd_from_embedding, seeded: per run, k-means of the stacked union
+    (MiniBatchKMeans, 20 clusters, n_init=10, batch 100), cluster histograms, the curve;
+    curves averaged over runs. One thread for BLAS and OpenMP."""
+    from threadpoolctl import threadpool_limits
+
+    curves = []
+    with threadpool_limits(limits=1):
+        for run in range(num_runs):
+            union = np.vstack([eval_features, ref_features])
+            kmeans = sklearn.cluster.MiniBatchKMeans(
+                n_clusters=20, n_init=10, batch_size=KMEANS_BATCH_SIZE, random_state=seed + run
+            )
+            labels = kmeans.fit(union).labels_
+            eval_hist = np.bincount(labels[: len(eval_features)], minlength=20) / len(eval_features)
+            ref_hist = np.bincount(labels[len(eval_features):], minlength=20) / len(ref_features)
+            curves.append(prd_curve(eval_hist, ref_hist))
+    return np.mean([p for p, _ in curves], axis=0), np.mean([r for _, r in curves], axis=0)
+
+
+def test_prd_equals_the_reference_protocol_at_any_thread_count(monkeypatch):
+    """The union built once and the runs spread over threads (inputs above SMALL_CLUSTERING):
+    the PRD curve is bit-equal to the reference protocol's, run after run on one thread."""
+    import concurrent.futures
+
+    import torch
+
+    from dgmbench.metrics.prd import SMALL_CLUSTERING
+
+    pools = []
+
+    class RecordingPool(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, workers):
+            pools.append(workers)
+            super().__init__(workers)
+
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", RecordingPool)
+    rng = np.random.default_rng(5)
+    eval_features = rng.normal(size=(2048, 256)) + 0.3 * rng.integers(0, 3, size=(2048, 1))
+    ref_features = rng.normal(size=(2048, 256))
+    assert eval_features.size + ref_features.size >= SMALL_CLUSTERING  # the concurrent path
+    expected = reference_prd(eval_features, ref_features, seed=11, num_runs=4)
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            got = prd_from_features(eval_features, ref_features, num_runs=4, seed=11)
+            np.testing.assert_array_equal(got[0], expected[0])
+            np.testing.assert_array_equal(got[1], expected[1])
+    finally:
+        torch.set_num_threads(previous)
+    assert pools == [2]  # at two threads the runs were spread over two workers
+
+
+def test_prd_rejects_non_finite_features():
+    features = np.zeros((10, 3))
+    features[4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        prd_from_features(features, np.zeros((10, 3)))
