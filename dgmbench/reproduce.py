@@ -237,6 +237,10 @@ def _equal(a, b) -> bool:
 
 def status_of(repro: Reproduction, records: list[dict], workdir: str | Path = ".dgmbench",
               interim: list[dict] = ()) -> Status:
+    # A record made under an earlier protocol of this reproduction (options since changed in
+    # baselines/) does not reproduce the current one: it stays in results/, but not here.
+    records = [r for r in records if _same_options(repro, r)]
+    interim = [r for r in interim if _same_options(repro, r)]
     scored = [(r, *record_metric(r, repro.metric)) for r in records if not r.get("interim")]
     scored = [(r, v, s) for r, v, s in scored if v is not None]
     paused = [(r, *record_metric(r, repro.metric)) for r in [*interim, *(r for r in records if r.get("interim"))]]
