@@ -19,6 +19,12 @@ A sweep file::
     [eval_options]
     iwae_k = 100
 
+    [[variants]]                          # optional: named runs beside (or instead of) `models`,
+    model = "gan"                         # each its own model with its own option tables
+    model_options = { feature_matching = true }   # (merged over the shared tables above;
+    train_options = { lr = 1e-3 }                 #  lists are grid axes here too)
+    datasets = ["ring8/continuous"]               # optional: this variant's boards (default: the sweep's)
+
 Design (why it is safe to kill anything at any time):
 
 * The driver (this process) is the only writer of the results store. A task trains in a
@@ -46,7 +52,8 @@ from pathlib import Path
 from dgmbench.validation import ConfigError, read_toml_file
 
 SWEEP_KEYS = {"models", "datasets", "seeds", "quick", "device", "cpus_per_run", "model_options",
-              "train_options", "eval_options", "max_retries"}
+              "train_options", "eval_options", "max_retries", "variants"}
+VARIANT_KEYS = {"model", "datasets", "model_options", "train_options", "eval_options"}
 
 
 # --------------------------------------------------------------------------- the grid
@@ -55,8 +62,15 @@ def read_sweep(path: Path) -> dict:
     unknown = sorted(set(sweep) - SWEEP_KEYS)
     if unknown:
         raise ConfigError(f"sweep file {path}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(SWEEP_KEYS))}")
-    if not sweep.get("models"):
-        raise ConfigError(f"sweep file {path}: `models` must list at least one model")
+    if not sweep.get("models") and not sweep.get("variants"):
+        raise ConfigError(f"sweep file {path}: `models` (or `variants`) must list at least one model")
+    for number, variant in enumerate(sweep.get("variants", []), 1):
+        if not isinstance(variant, dict) or not isinstance(variant.get("model"), str):
+            raise ConfigError(f"sweep file {path}: variant {number} needs a `model` name ([[variants]] model = ...)")
+        unknown = sorted(set(variant) - VARIANT_KEYS)
+        if unknown:
+            raise ConfigError(f"sweep file {path}: variant {number} has unknown key {unknown[0]!r}; valid keys: "
+                              f"{', '.join(sorted(VARIANT_KEYS))}")
     return sweep
 
 
@@ -78,13 +92,17 @@ def expand(sweep: dict, results_dir: str, workdir: str) -> list:
     """Every RunSpec of the grid, validated (names, types, ranges) before any run starts."""
     from dgmbench.runner import RunSpec, validate
 
-    models = list(sweep["models"])
+    models = list(sweep.get("models", []))
+    # (model, its own option tables): each listed model, then each [[variants]] entry
+    runs = [(model, {}) for model in models] + [(v["model"], v) for v in sweep.get("variants", [])]
+    models = models + [model for model, _ in runs if model not in models]  # sub-table names
     datasets = sweep.get("datasets") or [None]
     seeds = sweep.get("seeds", [0])
     specs = []
-    for model, dataset in itertools.product(models, datasets):
-        grids = [_axes(_options_for(sweep.get(t, {}), model, models)) for t in ("model_options", "train_options",
-                                                                                 "eval_options")]
+    tables = ("model_options", "train_options", "eval_options")
+    # a variant may name its own datasets (else the sweep's)
+    for (model, own), dataset in ((run, d) for run in runs for d in (run[1].get("datasets") or datasets)):
+        grids = [_axes({**_options_for(sweep.get(t, {}), model, models), **own.get(t, {})}) for t in tables]
         for model_options, train_options, eval_options in itertools.product(*grids):
             for seed in seeds:
                 spec = RunSpec(model=model, dataset=dataset, model_options=model_options,

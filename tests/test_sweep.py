@@ -49,6 +49,32 @@ def test_the_grid_expands_option_lists_and_per_model_tables(tmp_path):
     assert all("hidden" not in s.model_options for s in specs if s.model == "fvsbn")
 
 
+def test_a_variant_with_its_own_datasets_runs_only_on_those(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('models = ["nade", "fvsbn"]\ndatasets = ["digits/binary"]\n'
+                    '[[variants]]\nmodel = "nade"\ndatasets = ["binarized_mnist/fixed"]\n'
+                    '[[variants]]\nmodel = "fvsbn"\n')
+    specs = expand(read_sweep(path), str(tmp_path / "r"), str(tmp_path / "w"))
+    assert [(s.model, s.dataset) for s in specs] == [
+        ("nade", "digits/binary"), ("fvsbn", "digits/binary"),
+        ("nade", "binarized_mnist/fixed"),  # its own datasets, not the sweep's
+        ("fvsbn", "digits/binary"),  # no datasets of its own: the sweep's
+    ]
+
+
+def test_the_committed_gan_mnist_sweep_is_the_planned_grid():
+    path = Path(__file__).resolve().parents[1] / "sweeps" / "gans_mnist.toml"
+    specs = expand(read_sweep(path), "results", ".dgmbench")
+    assert sorted((s.model, s.dataset) for s in specs) == sorted(
+        [(m, "mnist/dequantized") for m in ("dcgan", "wgan_gp", "lsgan", "cgan", "infogan")]
+        + [(m, "fashion_mnist/dequantized") for m in ("dcgan", "wgan_gp")]
+        + [("wgan_gp", "mnist/dequantized"), ("wgan_gp", "fashion_mnist/dequantized")])  # 5 epochs
+    assert sorted(s.train_options["epochs"] for s in specs) == [1] * 7 + [5, 5]
+    assert all(s.model_options["base_channels"] == 16 for s in specs)
+    assert all(s.eval_options["metrics"] == ["sample_quality_fidelity", "prdc", "categorical_code_accuracy"]
+               for s in specs)
+
+
 def test_a_bad_sweep_file_fails_with_one_line(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('models = ["nade"]\nsedes = [0]\n')

@@ -17,8 +17,29 @@ model's critic estimates (e.g. ``js_estimate``, ``wasserstein_estimate``) and ``
 loss of this call's generated batch under the just-updated discriminator, without a step),
 so the trainer's per-epoch history holds every curve.
 
-Validation has no meaningful loss for a GAN: ``validation_score`` is None, so there is no
-early stopping and the run keeps its last checkpoint.
+Learning rates: each player has its own optimiser; ``lr_generator`` and ``lr_discriminator``
+(None: the training option ``lr``, the default, so both players share it) set them apart.
+This is the two time-scale update rule (TTUR, Heusel et al. 2017, Sec. 2: with separate
+rates and the discriminator on the faster time scale, GAN training converges to a local Nash
+equilibrium under their stochastic-approximation assumptions); in practice e.g.
+``-o lr_discriminator=4e-4 -o lr_generator=1e-4`` (SAGAN, Zhang et al. 2019). The record's
+model_config holds both rates, its train_config the shared ``lr``.
+
+Checkpoint selection (``select_checkpoint``): a GAN has no meaningful validation loss, so
+there is no early stopping either way. ``"last"`` (the default): ``validation_score`` is
+None, every epoch counts as improved and the run keeps, evaluates and records its last
+checkpoint. ``"validation_fd"``: each epoch is scored by the Frechet distance between
+Gaussians fitted to generated samples and to the whole validation split,
+
+    FD = ||mu_g - mu_v||^2 + tr(S_g + S_v - 2 (S_g^1/2 S_v S_g^1/2)^1/2)
+
+(the formula of FID, Heusel et al. 2017, eq. 6), and the checkpoint with the lowest value
+is kept and evaluated. It is computed in DATA space (flattened x), as many samples as the
+split has, from fixed latents (the same every epoch, drawn from a seeded generator that
+leaves the training RNG untouched): a proper choice for the 2-D/vector boards (e.g. the
+mode-coverage ring and grid), and only a crude one for images, whose pixel-space FD is not
+the benchmark's FID (that needs the metric layer's feature extractors, which models may
+not import). The record's ``training.checkpoint_selection`` states the rule and the epoch.
 
 Improved techniques (Salimans et al. 2016), all off by default: ``feature_matching``
 (Sec. 3.1: the generator minimises ||E f(x) - E f(G(z))||^2 over the discriminator's last
@@ -55,6 +76,8 @@ from dgmbench.models.gans.layers.networks import (
 )
 
 PRIORS = ("normal", "uniform")
+CHECKPOINT_RULES = ("last", "validation_fd")
+VALIDATION_SEED = 1234  # the fixed latents of the validation Frechet distance
 ARCHITECTURES = ("auto", "mlp", "dcgan")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
@@ -74,6 +97,9 @@ class AdversarialConfig:
     critic_norm: str = "batch"  # batch | layer | none
     n_critic: int = 1  # discriminator updates per generator update
     optimizer: str = "adam"  # adam | rmsprop | sgd (learning rate: the training option lr)
+    lr_generator: float | None = None  # the generator's learning rate; None: the training option lr
+    lr_discriminator: float | None = None  # the discriminator's (TTUR: the faster one); None: lr
+    select_checkpoint: str = "last"  # "last" | "validation_fd" (lowest data-space Frechet distance)
     betas: tuple[float, float] = (0.5, 0.999)  # Adam
     momentum: float = 0.0  # SGD
     # improved techniques (Salimans et al. 2016)
@@ -94,7 +120,12 @@ class AdversarialConfig:
         "dropout": (0.0, 0.99),
         "input_dropout": (0.0, 0.99),
         "label_smoothing": (0.0, 1.0),
+        "lr_generator": (0.0, None, True),  # > 0
+        "lr_discriminator": (0.0, None, True),
     }
+    # options added after records existed: left out of the run key while at their default, so
+    # the committed records of the defaults keep their keys (dgmbench.runner.run_identity)
+    identity_neutral: ClassVar[tuple[str, ...]] = ("lr_generator", "lr_discriminator", "select_checkpoint")
 
 
 class AdversarialModel(GenerativeModel, Implicit):
@@ -109,6 +140,7 @@ class AdversarialModel(GenerativeModel, Implicit):
         _choice("prior", c.prior, PRIORS)
         _choice("architecture", c.architecture, ARCHITECTURES)
         _choice("optimizer", c.optimizer, OPTIMIZERS)
+        _choice("select_checkpoint", c.select_checkpoint, CHECKPOINT_RULES)
         check_norm(c.generator_norm)
         check_norm(c.critic_norm, tuple(n for n in NORMS if n != "virtual_batch"))
         if c.n_critic < 1:
@@ -272,18 +304,21 @@ class AdversarialModel(GenerativeModel, Implicit):
 
     # --- training ---------------------------------------------------------------------------
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        c = self.config
         return {
-            "discriminator": self._optimizer(self.discriminator_params_module().parameters(), train),
-            "generator": self._optimizer(self.generator_params_module().parameters(), train),
+            "discriminator": self._optimizer(self.discriminator_params_module().parameters(), train,
+                                             train.lr if c.lr_discriminator is None else c.lr_discriminator),
+            "generator": self._optimizer(self.generator_params_module().parameters(), train,
+                                         train.lr if c.lr_generator is None else c.lr_generator),
         }
 
-    def _optimizer(self, params, train: TrainConfig) -> torch.optim.Optimizer:
+    def _optimizer(self, params, train: TrainConfig, lr: float) -> torch.optim.Optimizer:
         c = self.config
         if c.optimizer == "adam":
-            return torch.optim.Adam(params, lr=train.lr, betas=tuple(c.betas), weight_decay=train.weight_decay)
+            return torch.optim.Adam(params, lr=lr, betas=tuple(c.betas), weight_decay=train.weight_decay)
         if c.optimizer == "rmsprop":
-            return torch.optim.RMSprop(params, lr=train.lr, weight_decay=train.weight_decay)
-        return torch.optim.SGD(params, lr=train.lr, momentum=c.momentum, weight_decay=train.weight_decay)
+            return torch.optim.RMSprop(params, lr=lr, weight_decay=train.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=c.momentum, weight_decay=train.weight_decay)
 
     def _step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, module: nn.Module, train: TrainConfig) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -329,8 +364,23 @@ class AdversarialModel(GenerativeModel, Implicit):
     def generator_params_module(self) -> nn.Module:
         return self.generator
 
+    # --- checkpoint selection (module docstring) ----------------------------------------------
+    @property
+    def validation_score_is_whole_split(self) -> bool:
+        """The trainer calls validation_score once on the whole split (a Frechet distance is
+        not a mean over examples)."""
+        return self.config.select_checkpoint == "validation_fd"
+
+    validation_score_description = "data-space Frechet distance of generated samples to the validation split"
+
+    @torch.no_grad()
     def validation_score(self, x: torch.Tensor) -> float | None:
-        return None  # no meaningful validation loss: no early stopping, keep the last checkpoint
+        if self.config.select_checkpoint == "last":
+            return None  # no meaningful validation loss: no early stopping, keep the last checkpoint
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(VALIDATION_SEED)  # the same latents every epoch; training's RNG untouched
+            fake = torch.cat([self.sample(len(chunk)) for chunk in x.split(VALIDATION_CHUNK)])
+        return frechet_distance(*gaussian_moments(fake.flatten(1)), *gaussian_moments(x.flatten(1)))
 
     # --- quick suite ----------------------------------------------------------------------------
     @classmethod
@@ -344,6 +394,30 @@ class AdversarialModel(GenerativeModel, Implicit):
     @classmethod
     def quick_train(cls, info) -> dict:
         return {"epochs": 10, "batch_size": 64}
+
+
+VALIDATION_CHUNK = 1000  # generated samples per generator call while scoring the validation split
+
+
+def gaussian_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (unbiased) covariance of the rows of x, in float64."""
+    x = x.double()
+    mean = x.mean(0)
+    centred = x - mean
+    return mean, centred.T @ centred / (len(x) - 1)
+
+
+def frechet_distance(mean1: torch.Tensor, cov1: torch.Tensor, mean2: torch.Tensor, cov2: torch.Tensor) -> float:
+    """||m1 - m2||^2 + tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2) between N(m1, C1) and N(m2, C2).
+    tr (C1 C2)^1/2 is computed as the sum of the square roots of the eigenvalues of the
+    symmetric PSD matrix C1^1/2 C2 C1^1/2 (which has the eigenvalues of C1 C2), C1^1/2 from
+    the eigendecomposition of C1: symmetric eigensolvers only, no general matrix square root."""
+    values, vectors = torch.linalg.eigh(cov1)
+    root1 = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    middle = root1 @ cov2 @ root1
+    trace_root = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+    distance = (mean1 - mean2).pow(2).sum() + torch.trace(cov1) + torch.trace(cov2) - 2 * trace_root
+    return float(distance.clamp_min(0))
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
