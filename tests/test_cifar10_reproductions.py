@@ -19,15 +19,12 @@ md5 is in ``cifar10.BATCH_MD5``, so the fixture points that table at the fake fi
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import pickle
 
 import numpy as np
 import pytest
 import torch
 
-from dgmbench.data import cifar10
 from dgmbench.reproduce import load_reproductions
 
 GANS = {"dcgan_cifar10": "dcgan", "wgan_gp_cifar10": "wgan_gp"}
@@ -35,27 +32,12 @@ FLOWS = {"realnvp_cifar10": "realnvp", "glow_cifar10": "glow"}
 PUBLISHED = {"dcgan_cifar10": 28.12, "wgan_gp_cifar10": 29.3, "realnvp_cifar10": 3.49, "glow_cifar10": 3.35}
 # parameter counts of the paper-size models on 3x32x32 (a guard against silent size changes)
 PARAMETERS = {"dcgan_cifar10": 6_095_364, "realnvp_cifar10": 6_019_299, "glow_cifar10": 44_152_236}
-N_TRAIN_PER_BATCH, N_TEST = 6, 4
 
 
 @pytest.fixture
-def fake_cifar(tmp_path, monkeypatch):
-    """26 train / 4 valid / 4 test images in canonical batch files under a tmp DGMBENCH_DATA_DIR."""
-    batches = tmp_path / "data" / "cifar10" / cifar10.BATCH_DIR
-    batches.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in cifar10.TRAIN_BATCHES + cifar10.TEST_BATCHES:
-        n = N_TEST if name == "test_batch" else N_TRAIN_PER_BATCH
-        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, n).tolist(),
-                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 b"filenames": [f"{name}_{i}.png".encode() for i in range(n)]}
-        (batches / name).write_bytes(pickle.dumps(batch, protocol=2))
-    md5 = {name: hashlib.md5((batches / name).read_bytes()).hexdigest() for name in cifar10.BATCH_MD5}
-    monkeypatch.setattr(cifar10, "BATCH_MD5", md5)
-    monkeypatch.setattr(cifar10, "N_VALID", 4)
-    monkeypatch.setenv("DGMBENCH_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DGMBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
+def fake_cifar(fake_cifar_dir):
+    """26 train / 4 valid / 4 test images in canonical batch files (tests/conftest.py)."""
+    return fake_cifar_dir
 
 
 def _spec(name, tmp_path):

@@ -309,23 +309,13 @@ def test_float32_increments_carry_no_bias_that_grows_with_the_temperatures():
         assert abs(float(error.mean())) < 2e-9 and float(error.abs().max()) < 2e-8, (float(error.mean()), float(error.abs().max()))
 
 
-def test_log_weights_do_not_depend_on_the_thread_count(monkeypatch):
+def test_log_weights_do_not_depend_on_the_thread_count(thread_pools):
     """On CPU the chains are annealed in two groups with their own seeded generators,
     concurrently when torch has two threads: one seed gives the same AIS and RAISE
     log-weights at one thread and at two (the same random draws; the products' float32 rounding
     may differ in a worker thread: measured 4e-6 of ~800 nats), and torch's thread count is restored."""
-    import concurrent.futures
-
     import dgmbench.metrics.ais as ais
 
-    pools = []
-
-    class RecordingPool(concurrent.futures.ThreadPoolExecutor):
-        def __init__(self, workers):
-            pools.append(workers)
-            super().__init__(workers)
-
-    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", RecordingPool)
     layer = random_layer(784, 200, weight_std=0.05, seed=5)
     base = torch.sigmoid(layer.visible_bias.detach().double())
     path = layer.annealing_path(base)
@@ -343,6 +333,6 @@ def test_log_weights_do_not_depend_on_the_thread_count(monkeypatch):
             assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(previous)
-    assert pools == [ais.CHAIN_GROUPS, ais.CHAIN_GROUPS]  # two threads: the groups ran concurrently
+    assert thread_pools == [ais.CHAIN_GROUPS, ais.CHAIN_GROUPS]  # two threads: the groups ran concurrently
     for one_thread, two_threads in zip(results[1], results[2]):
         torch.testing.assert_close(one_thread, two_threads, rtol=1e-7, atol=0)

@@ -151,23 +151,13 @@ def reference_prd(eval_features, ref_features, seed, num_runs=10):
     return np.mean([p for p, _ in curves], axis=0), np.mean([r for _, r in curves], axis=0)
 
 
-def test_prd_equals_the_reference_protocol_at_any_thread_count(monkeypatch):
+def test_prd_equals_the_reference_protocol_at_any_thread_count(thread_pools):
     """The union built once and the runs spread over threads (inputs above SMALL_CLUSTERING):
     the PRD curve is bit-equal to the reference protocol's, run after run on one thread."""
-    import concurrent.futures
-
     import torch
 
     from dgmbench.metrics.prd import SMALL_CLUSTERING
 
-    pools = []
-
-    class RecordingPool(concurrent.futures.ThreadPoolExecutor):
-        def __init__(self, workers):
-            pools.append(workers)
-            super().__init__(workers)
-
-    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", RecordingPool)
     rng = np.random.default_rng(5)
     eval_features = rng.normal(size=(2048, 256)) + 0.3 * rng.integers(0, 3, size=(2048, 1))
     ref_features = rng.normal(size=(2048, 256))
@@ -182,7 +172,7 @@ def test_prd_equals_the_reference_protocol_at_any_thread_count(monkeypatch):
             np.testing.assert_array_equal(got[1], expected[1])
     finally:
         torch.set_num_threads(previous)
-    assert pools == [2]  # at two threads the runs were spread over two workers
+    assert thread_pools == [2]  # at two threads the runs were spread over two workers
 
 
 def test_prd_rejects_non_finite_features():

@@ -4,35 +4,18 @@ papers', the loader's dequantized variant feeds them, and a log-density comes ou
 image. No CIFAR-10 copy exists offline; training at these sizes needs a GPU."""
 from __future__ import annotations
 
-import hashlib
 import math
-import pickle
 
-import numpy as np
 import pytest
 import torch
 
-from dgmbench.data import cifar10
 from dgmbench.data.base import load_dataset
 from dgmbench.models import MODELS, build_model
 
 
 @pytest.fixture
-def fake_cifar(tmp_path, monkeypatch):
-    """26 train / 4 valid / 4 test images as canonical batches (see tests/data/test_data.py)."""
-    batches = tmp_path / "data" / "cifar10" / cifar10.BATCH_DIR
-    batches.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in cifar10.TRAIN_BATCHES + cifar10.TEST_BATCHES:
-        n = 4 if name == "test_batch" else 6
-        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, n).tolist(),
-                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 b"filenames": [f"{name}_{i}.png".encode() for i in range(n)]}
-        (batches / name).write_bytes(pickle.dumps(batch, protocol=2))
-    md5 = {name: hashlib.md5((batches / name).read_bytes()).hexdigest() for name in cifar10.BATCH_MD5}
-    monkeypatch.setattr(cifar10, "BATCH_MD5", md5)
-    monkeypatch.setattr(cifar10, "N_VALID", 4)
-    monkeypatch.setenv("DGMBENCH_DATA_DIR", str(tmp_path / "data"))
+def fake_cifar(fake_cifar_dir):
+    """26 train / 4 valid / 4 test images as canonical batches (tests/conftest.py)."""
     return load_dataset("cifar10/dequantized")
 
 

@@ -11,6 +11,18 @@ def vector_info(dim: int) -> DataInfo:
     return DataInfo(name="tiny", variant="test", shape=(dim,), value_type="continuous")
 
 
+def tiny(name="gan", **options):
+    """A seeded adversarial model with 8-unit networks on 2-D vectors (maxout with 2 pieces and
+    no dropout for the plain GAN); options override."""
+    from dgmbench.models import build_model
+
+    torch.manual_seed(0)
+    defaults = dict(latent=3, g_hidden=(8,), d_hidden=(8,))
+    if name == "gan":
+        defaults.update(maxout_pieces=2, dropout=0.0, input_dropout=0.0)
+    return build_model(name, vector_info(2), **{**defaults, **options})
+
+
 def as_batch(values: torch.Tensor, counts: list[int]) -> torch.Tensor:
     """Each value repeated by its count: the batch mean of any f is then exactly
     E f under the distribution counts / sum(counts)."""

@@ -13,15 +13,7 @@ from dgmbench.data.base import DataInfo, Dataset
 from dgmbench.models import build_model
 from dgmbench.models.base import Implicit, TrainConfig
 from dgmbench.train.trainer import fit
-from gan_helpers import vector_info
-
-
-def tiny(name="gan", **options):
-    torch.manual_seed(0)
-    defaults = dict(latent=3, g_hidden=(8,), d_hidden=(8,))
-    if name == "gan":
-        defaults.update(maxout_pieces=2, dropout=0.0, input_dropout=0.0)
-    return build_model(name, vector_info(2), **{**defaults, **options})
+from gan_helpers import tiny, vector_info
 
 
 def snapshot(module):

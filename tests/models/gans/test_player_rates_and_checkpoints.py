@@ -21,16 +21,8 @@ from dgmbench.runner import RunSpec, planned_run_key, run
 from dgmbench.train.trainer import BEST, fit
 from dgmbench.train.checkpoint import load_checkpoint
 from dgmbench.validation import ConfigError, check_options
-from gan_helpers import vector_info
+from gan_helpers import tiny, vector_info
 from conftest import REPO
-
-
-def tiny(name="gan", **options):
-    torch.manual_seed(0)
-    defaults = dict(latent=3, g_hidden=(8,), d_hidden=(8,))
-    if name == "gan":
-        defaults.update(maxout_pieces=2, dropout=0.0, input_dropout=0.0)
-    return build_model(name, vector_info(2), **{**defaults, **options})
 
 
 # --- per-player learning rates ------------------------------------------------------------------
