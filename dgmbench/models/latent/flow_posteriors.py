@@ -1,5 +1,5 @@
-"""Flow posteriors for the VAE: planar flows (Rezende & Mohamed 2015, Sec. 4 and 6) and
-inverse autoregressive flows (Kingma et al. 2016, Sec. 3-4).
+"""Flow posteriors for the VAE: planar and radial flows (Rezende & Mohamed 2015, Sec. 4 and 6)
+and inverse autoregressive flows (Kingma et al. 2016, Sec. 3-4).
 
 The encoder gives a diagonal Gaussian q0 and, per example, what the flow needs; K
 invertible steps then carry its sample to z_K:
@@ -17,6 +17,12 @@ eps -> (z_K, log q_K) map, so tests can check log q_K against the autograd Jacob
   each step is invertible (R&M Appendix A.1). ``amortised=True`` (the paper's experiments):
   the encoder outputs u, w, b of every step for each example; ``amortised=False``: one
   global set per step (the flows family's :class:`~dgmbench.models.flows.transforms.Planar`).
+* :class:`RadialPosterior`: f_k(z) = z + beta_k h(alpha_k, r) (z - z0_k), r = ||z - z0_k||,
+  h = 1 / (alpha + r), with
+      log|det df_k/dz| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h'(alpha, r) r)
+  (R&M eq. 14), alpha = softplus(a) > 0 and beta = -alpha + softplus(b) >= -alpha so that
+  each step is invertible (R&M Appendix A.2). Amortised or global as the planar one (global:
+  the flows family's :class:`~dgmbench.models.flows.transforms.Radial`).
 * :class:`IAFPosterior`: the encoder also outputs a context h(x), which enters every step's
   MADE beside z (Kingma et al. 2016, Sec. 4 and Fig. 2); step t computes
   (m_t, s_t) = MADE_t(z_{t-1}, h), sigma_t = sigmoid(s_t) and
@@ -34,10 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgmbench.models.flows.transforms import MaskedAutoregressiveAffine, Planar, reversed_ordering
+from dgmbench.models.flows.transforms import MaskedAutoregressiveAffine, Planar, Radial, reversed_ordering
 
 LOG_2PI = math.log(2 * math.pi)
-POSTERIORS = ("gaussian", "planar", "iaf")
+POSTERIORS = ("gaussian", "planar", "radial", "iaf")
 
 
 def planar_u_hat(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -123,6 +129,42 @@ class PlanarPosterior(FlowPosterior):
         return z, log_det
 
 
+class RadialPosterior(FlowPosterior):
+    """K radial steps; amortised (per-example z0, alpha, beta from the encoder) or global."""
+
+    def __init__(self, make_encoder: Callable[[int], nn.Module], latent: int, steps: int, amortised: bool = True):
+        extra = steps * (latent + 2) if amortised else 0
+        super().__init__(make_encoder(2 * latent + extra), latent)
+        self.steps, self.amortised = steps, amortised
+        self.radial = None if amortised else nn.ModuleList(Radial(latent) for _ in range(steps))
+
+    def step_parameters(self, extra: torch.Tensor):
+        """Amortised (z0, alpha, beta) per step: (n, steps, latent), (n, steps), (n, steps),
+        with alpha > 0 and beta >= -alpha (R&M Appendix A.2)."""
+        per_step = extra.unflatten(-1, (self.steps, self.latent + 2))
+        alpha = F.softplus(per_step[..., -2])
+        return per_step[..., : self.latent], alpha, -alpha + F.softplus(per_step[..., -1])
+
+    def flow(self, z0, extra):
+        if not self.amortised:
+            z, log_det = z0.reshape(-1, self.latent), z0.new_zeros(z0.shape[:-1]).reshape(-1)
+            for step in self.radial:
+                z, step_log_det = step(z)
+                log_det = log_det + step_log_det
+            return z.view_as(z0), log_det.view(z0.shape[:-1])
+        centre, alpha, beta = self.step_parameters(extra)
+        z, log_det = z0, z0.new_zeros(z0.shape[:-1])
+        for step in range(self.steps):  # broadcast over the samples of each example
+            diff = z - centre[:, step]
+            r = diff.norm(dim=-1)
+            h = 1 / (alpha[:, step] + r)
+            beta_h = beta[:, step] * h
+            z = z + beta_h[..., None] * diff
+            # 1 + beta h + beta h' r with h' = -h^2
+            log_det = log_det + (self.latent - 1) * torch.log1p(beta_h) + torch.log1p(beta_h - beta_h * h * r)
+        return z, log_det
+
+
 class ContextIAFStep(MaskedAutoregressiveAffine):
     """An IAF step whose MADE also sees a context vector h (Kingma et al. 2016, Fig. 2): h
     enters the first hidden layer through an unmasked linear map, so every output still
@@ -183,12 +225,14 @@ class IAFPosterior(FlowPosterior):
 
 def flow_posterior(kind: str, make_encoder: Callable[[int], nn.Module], latent: int, steps: int,
                    amortised: bool = True, hidden: int = 320, context: int = 50) -> FlowPosterior:
-    """The VAE's ``posterior`` option: "planar" or "iaf" (``make_encoder(outputs)`` builds the
+    """The VAE's ``posterior`` option: "planar", "radial" or "iaf" (``make_encoder(outputs)`` builds the
     inference network with that many outputs)."""
     if steps < 1:
         raise ValueError(f"flow_steps must be >= 1, got {steps}")
     if kind == "planar":
         return PlanarPosterior(make_encoder, latent, steps, amortised)
+    if kind == "radial":
+        return RadialPosterior(make_encoder, latent, steps, amortised)
     if kind == "iaf":
         return IAFPosterior(make_encoder, latent, steps, hidden, context)
     raise ValueError(f"posterior must be one of {', '.join(POSTERIORS)}, got {kind!r}")

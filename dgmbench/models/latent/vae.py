@@ -27,8 +27,8 @@ diagnostic (Burda et al. 2016, Sec. 5.2).
 The posterior is a replaceable module (``posterior_module``): anything with
 ``rsample(x, k) -> (z, log q(z|x))`` fits (e.g. a flow posterior); the VAE then estimates the
 KL by Monte Carlo unless the module also offers ``kl_per_unit(x)`` in closed form. The
-``posterior`` option picks one: "gaussian" (KW), "planar" (K = ``flow_steps`` planar flows,
-Rezende & Mohamed 2015) or "iaf" (K inverse autoregressive steps fed the encoder's context
+``posterior`` option picks one: "gaussian" (KW), "planar" or "radial" (K = ``flow_steps``
+planar or radial flows, Rezende & Mohamed 2015) or "iaf" (K inverse autoregressive steps fed the encoder's context
 h(x), Kingma et al. 2016); see flow_posteriors.py. ``free_bits`` needs the Gaussian one.
 """
 from __future__ import annotations
@@ -134,9 +134,9 @@ class VAEConfig:
     architecture: str = "mlp"  # "mlp" | "conv" (image data)
     kl_warmup: int = 0  # training steps over which the KL weight rises from 0 to 1
     free_bits: float = 0.0  # nats per latent unit below which the KL is not penalised
-    posterior: str = "gaussian"  # "gaussian" | "planar" | "iaf" (flow_posteriors.py)
+    posterior: str = "gaussian"  # "gaussian" | "planar" | "radial" | "iaf" (flow_posteriors.py)
     flow_steps: int = 10  # K flow steps of a flow posterior (R&M 2015 Table 2: K = 10 ... 80)
-    flow_amortised: bool = True  # planar: u, w, b per example from the encoder (as R&M)
+    flow_amortised: bool = True  # planar/radial: step parameters per example from the encoder (as R&M)
     flow_hidden: int = 320  # iaf: width of each MADE's two hidden layers (Kingma et al. Table 1)
     flow_context: int = 50  # iaf: size of the encoder's context h(x) fed to every MADE
     iwae_chunk: int = 1000  # importance samples evaluated per pass (memory bound)

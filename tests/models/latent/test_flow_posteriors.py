@@ -1,7 +1,7 @@
-"""Flow posteriors of the VAE (planar: Rezende & Mohamed 2015; IAF: Kingma et al. 2016)
+"""Flow posteriors of the VAE (planar, radial: Rezende & Mohamed 2015; IAF: Kingma et al. 2016)
 against independent ground truth: log q_K(z_K|x) against the change of variables through the
 autograd Jacobian of the whole eps -> z_K map, the bounds against log p(x) by quadrature over
-a 2-D latent, the amortised planar step against the flows family's Planar transform, and
+a 2-D latent, the amortised planar and radial steps against the flows family's transforms, and
 planar's invertibility constraint."""
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ import torch
 
 from conftest import vector_info
 from dgmbench.models import build_model
-from dgmbench.models.flows.transforms import Planar
+from dgmbench.models.flows.transforms import Planar, Radial
 from dgmbench.models.latent.flow_posteriors import ContextIAFStep, planar_u_hat
 
 D = 6
 POSTERIORS = {
     "planar": {"posterior": "planar"},
     "planar-global": {"posterior": "planar", "flow_amortised": False},
+    "radial": {"posterior": "radial"},
+    "radial-global": {"posterior": "radial", "flow_amortised": False},
     "iaf": {"posterior": "iaf", "flow_hidden": 8, "flow_context": 4},
 }
 
@@ -232,3 +234,28 @@ def test_posterior_mean_counts_no_spurious_active_units(kind):
         model.posterior_module.encoder[0].weight.zero_()  # q(z|x) no longer depends on x
     means = model.posterior_mean(x)
     assert means.var(0).max() < 1e-20
+
+
+def test_amortised_radial_step_equals_the_flows_radial_transform():
+    """One amortised radial step with the encoder's (z0, alpha, beta) for example i is the
+    flows family's Radial transform with those parameters (independent code), and
+    beta >= -alpha holds for encoder outputs far from zero (R&M Appendix A.2)."""
+    model = vae("radial", latent=3, steps=1, seed=4, scale=2.0)
+    posterior = model.posterior_module
+    x = torch.bernoulli(torch.full((4, D), 0.5, dtype=torch.float64))
+    _, _, extra = posterior.encode(x)
+    z0 = torch.randn(7, len(x), 3, dtype=torch.float64)
+    z, log_det = posterior.flow(z0, extra)
+    centre, alpha, beta = posterior.step_parameters(extra)
+    assert (alpha > 0).all() and (beta >= -alpha - 1e-12).all()
+    for i in range(len(x)):
+        peer = Radial(3).double()
+        with torch.no_grad():
+            # the transform's own reparameterisation: alpha = softplus(a), beta = -alpha + softplus(b)
+            peer.z0.copy_(centre[i, 0])
+            peer.alpha_raw.copy_(torch.log(torch.expm1(alpha[i, 0])))
+            peer.beta_raw.copy_(torch.log(torch.expm1(beta[i, 0] + alpha[i, 0])))
+        expected_z, expected_log_det = peer(z0[:, i])
+        assert torch.allclose(z[:, i], expected_z, atol=1e-10)
+        assert torch.allclose(log_det[:, i], expected_log_det, atol=1e-10)
+    assert log_det.abs().max() > 1e-2
