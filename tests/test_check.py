@@ -29,6 +29,17 @@ def test_tolerance_comes_from_standard_errors_seed_spread_and_a_relative_floor()
     assert compare([_record(1.0, key="other")], [_record(1.0)])[0].verdict == "new"
 
 
+def test_a_record_from_another_cpu_lists_a_worse_metric_without_failing():
+    def on(cpu, value):
+        return {**_record(value), "device": {"cpu": cpu}}
+
+    assert compare([on("Intel Xeon", 10.6)], [on("Intel Xeon", 10.0)], rtol=0.05)[0].verdict == "regression"
+    assert compare([on("Intel Xeon", 10.6)], [on("AMD EPYC", 10.0)], rtol=0.05)[0].verdict == "other cpu"
+    assert compare([on("Intel Xeon", 9.4)], [on("AMD EPYC", 10.0)], rtol=0.05)[0].verdict == "improved"
+    missing = {**_record(None), "device": {"cpu": "Intel Xeon"}}
+    assert compare([missing], [on("AMD EPYC", 10.0)])[0].verdict == "not finite"  # still fails
+
+
 def test_check_passes_unchanged_and_fails_when_a_model_is_degraded(tmp_path, monkeypatch, capsys):
     base = tmp_path / "committed"
     assert main(["run", "--models", "fvsbn", "--results-dir", str(base), "--workdir", str(tmp_path / "w"),
