@@ -74,6 +74,15 @@ class FlowPosterior(nn.Module):
     def flow(self, z0: torch.Tensor, extra: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def global_steps(self, steps: nn.ModuleList, z0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z0 (k, n, latent) through the flows family's transforms, which work on (examples,
+        latent): (z_K, sum of log|det|) with z0's leading shape."""
+        z, log_det = z0.reshape(-1, self.latent), z0.new_zeros(z0.shape[:-1]).reshape(-1)
+        for step in steps:
+            z, step_log_det = step(z)
+            log_det = log_det + step_log_det
+        return z.view_as(z0), log_det.view(z0.shape[:-1])
+
     def transform(self, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """eps (k, n, latent) -> z_K (k, n, latent) and log q_K(z_K|x) (k, n)."""
         mean, log_var, extra = self.encode(x)
@@ -112,12 +121,8 @@ class PlanarPosterior(FlowPosterior):
         return per_step[..., : self.latent], per_step[..., self.latent : 2 * self.latent], per_step[..., -1]
 
     def flow(self, z0, extra):
-        if not self.amortised:  # the flows family's transform works on (examples, latent)
-            z, log_det = z0.reshape(-1, self.latent), z0.new_zeros(z0.shape[:-1]).reshape(-1)
-            for step in self.planar:
-                z, step_log_det = step(z)
-                log_det = log_det + step_log_det
-            return z.view_as(z0), log_det.view(z0.shape[:-1])
+        if not self.amortised:
+            return self.global_steps(self.planar, z0)
         u, w, b = self.step_parameters(extra)
         u_hat = planar_u_hat(u, w)
         wu_hat = (w * u_hat).sum(-1)  # (n, steps), > -1
@@ -147,11 +152,7 @@ class RadialPosterior(FlowPosterior):
 
     def flow(self, z0, extra):
         if not self.amortised:
-            z, log_det = z0.reshape(-1, self.latent), z0.new_zeros(z0.shape[:-1]).reshape(-1)
-            for step in self.radial:
-                z, step_log_det = step(z)
-                log_det = log_det + step_log_det
-            return z.view_as(z0), log_det.view(z0.shape[:-1])
+            return self.global_steps(self.radial, z0)
         centre, alpha, beta = self.step_parameters(extra)
         z, log_det = z0, z0.new_zeros(z0.shape[:-1])
         for step in range(self.steps):  # broadcast over the samples of each example
