@@ -61,6 +61,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from dgmbench.data.base import Dataset
@@ -87,6 +88,19 @@ FLOAT64_UNIT_ROUNDOFF = 2.0**-53
 SYMMETRIC_BLOCK_SIDE = 1024  # real-real / fake-fake blocks of at most n / 8: the wasted half-diagonal <= 1/8
 GATHER_ELEMENTS = 2**19  # pairs per step of the exact re-computation: temporaries stay in cache
 SPARE_NEIGHBOURS = 8  # neighbours kept beyond the k-th: room for near-ties, re-checked exactly
+OPERAND_ALIGNMENT = 16  # operand rows padded with zeros to a multiple of this many entries
+
+
+def nonzero_pairs(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, cols) of the True entries of a 2-D mask, in row-major order. On the CPU through
+    numpy's flatnonzero, about 13x faster than torch's nonzero on sparse masks (measured on
+    1677 x 10000 with 0.2% set, 1 thread)."""
+    if mask.device.type != "cpu":
+        found = mask.nonzero()
+        return found[:, 0], found[:, 1]
+    flat = torch.from_numpy(np.flatnonzero(mask.contiguous().numpy()))
+    width = mask.shape[1]
+    return flat // width, flat % width
 
 
 def pairwise_distance_blocks(
@@ -219,8 +233,14 @@ class Operands:
 
 def operands(features: torch.Tensor, arithmetic: Arithmetic, rows_per_step: int = 256) -> Operands:
     n, dim = features.shape
-    left = torch.empty((n, dim + 2), dtype=arithmetic.dtype, device=features.device)
+    # zero columns pad the width to a multiple of OPERAND_ALIGNMENT: they add exact zeros to
+    # every dot product (no rounding, the error bound unchanged) and the BLAS kernels run
+    # about 14% faster on aligned rows (measured: 1024 x 10000 x 2050 vs 2064, float32)
+    width = -(-(dim + 2) // OPERAND_ALIGNMENT) * OPERAND_ALIGNMENT
+    left = torch.empty((n, width), dtype=arithmetic.dtype, device=features.device)
     right = torch.empty_like(left)
+    left[:, dim + 2 :] = 0
+    right[:, dim + 2 :] = 0
     step = torch.empty((min(n, rows_per_step), dim), dtype=torch.float64, device=features.device)
     for start in range(0, n, rows_per_step):  # in steps through one buffer: no large temporaries
         stop = min(n, start + rows_per_step)
@@ -271,6 +291,24 @@ def _merge_smallest(
     return values, all_indices.gather(1, position)
 
 
+def _merge_pending(
+    values: torch.Tensor, indices: torch.Tensor, pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's `kept` smallest of its list (values, indices: sorted, inf-padded) and its
+    pending (row, neighbour, value) candidates, sorted."""
+    n, kept = values.shape
+    device = values.device
+    rows = torch.cat([torch.arange(n, device=device).repeat_interleave(kept)] + [p[0] for p in pending])
+    neighbours = torch.cat([indices.flatten()] + [p[1] for p in pending])
+    candidate_values = torch.cat([values.flatten()] + [p[2] for p in pending])
+    order = torch.argsort(candidate_values, stable=True)
+    order = order[torch.argsort(rows[order], stable=True)]  # by row, ascending values within a row
+    counts = torch.bincount(rows, minlength=n)  # >= kept: every row's own list is in
+    first = torch.cumsum(counts, 0) - counts
+    take = order[first[:, None] + torch.arange(kept, device=device)]
+    return candidate_values[take], neighbours[take]
+
+
 @dataclass
 class Radii:
     """Squared k-NN radii (float64): each either exact (error 0) or a computed value within
@@ -314,21 +352,46 @@ def knn_squared_radii(
     device = features.device
     values = torch.full((n, kept), math.inf, dtype=arithmetic.dtype, device=device)
     indices = torch.zeros((n, kept), dtype=torch.long, device=device)
-    # square blocks; the diagonal ones are computed whole, n * side / 2 wasted products
+    # Row blocks of `side` rows against every column from the block's first row on, so each
+    # unordered pair of rows is computed once (the product is symmetric; the diagonal squares
+    # are computed whole, n * side / 2 wasted products). The upper triangle updates its rows'
+    # lists by one wide top-k per product. Its transpose updates the later rows' lists: by a
+    # top-k in the first row block; after that each later row j has `kept` values at most
+    # values[j, -1], so only entries below that bound can change its list of values (one equal
+    # to it could only replace a tie of the same value, and _kth_within_error re-decides rows
+    # whose ties may matter): those few are collected (a comparison, no top-k, no transposed
+    # copy) and merged at the end. Strictly below: identical features (a collapsed generator)
+    # tie everywhere and would make every pair a candidate.
     side = max(1, min(math.isqrt(max_block_elements), SYMMETRIC_BLOCK_SIDE, max(128, n // 8)))
+    columns_per_product = max(side, max_block_elements // side)
+    pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (row j, neighbour i, value)
+    pending_count = 0
     for a in range(0, n, side):
         a_stop = min(n, a + side)
-        for b in range(a, n, side):  # each unordered pair of blocks once: the product is symmetric
-            b_stop = min(n, b + side)
+        for b in range(a, n, columns_per_product):
+            b_stop = min(n, b + columns_per_product)
             block = ops.left[a:a_stop] @ ops.right[b:b_stop].T
-            if a == b:
+            if b == a:
                 block.diagonal().fill_(math.inf)  # not one's own neighbour
             values[a:a_stop], indices[a:a_stop] = _merge_smallest(values[a:a_stop], indices[a:a_stop], block, b)
-            if a != b:
-                transposed = block.T.contiguous()
-                values[b:b_stop], indices[b:b_stop] = _merge_smallest(
-                    values[b:b_stop], indices[b:b_stop], transposed, a
+            later = max(b, a_stop)  # columns past the row block: rows that have not seen these rows yet
+            if later >= b_stop:
+                continue
+            upper = block[:, later - b :]
+            if a == 0:
+                transposed = upper.T.contiguous()
+                values[later:b_stop], indices[later:b_stop] = _merge_smallest(
+                    values[later:b_stop], indices[later:b_stop], transposed, a
                 )
+            else:
+                neighbours, rows = nonzero_pairs(upper < values[later:b_stop, -1])
+                pending.append((rows + later, neighbours + a, upper[neighbours, rows]))
+                pending_count += len(rows)
+        if pending_count > 4 * n * kept:  # many ties: merge now, which lowers the bounds and frees memory
+            values, indices = _merge_pending(values, indices, pending)
+            pending, pending_count = [], 0
+    if pending:
+        values, indices = _merge_pending(values, indices, pending)
     squared_scale = arithmetic.scale**2
     if arithmetic.exact:
         zero = torch.zeros(n, dtype=torch.float64, device=device)
@@ -472,11 +535,10 @@ def precision_recall_density_coverage(
         # Few pairs are near any ball (about k per row): list those that may be inside a real
         # ball (density's radius is the larger one) and those that may be inside a fake ball.
         undecided = {}
-        for keys, candidates in (
-            (("precision", "density"), inside(block, real_reach[start:stop, None]).nonzero()),
-            (("recall",), inside(block, maybe["recall"][None, :]).nonzero()),
+        for keys, (rows, cols) in (
+            (("precision", "density"), nonzero_pairs(inside(block, real_reach[start:stop, None]))),
+            (("recall",), nonzero_pairs(inside(block, maybe["recall"][None, :]))),
         ):
-            rows, cols = candidates[:, 0], candidates[:, 1]
             computed = block[rows, cols]
             rows = rows + start
             for key in keys:

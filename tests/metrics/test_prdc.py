@@ -93,6 +93,24 @@ def test_knn_radii_exclude_self_and_match_sorting():
         np.testing.assert_allclose(radii[k].numpy(), np.sort(distances, axis=1)[:, k - 1], rtol=1e-12)
 
 
+def test_knn_radii_deferred_candidates_and_intermediate_merges_match_sorting(monkeypatch):
+    """Rows past the first row block get their later neighbours as deferred candidates (merged
+    at the end, or early when they pile up): with blocks of 4 x 4 the first block bounds no
+    list (k = 5 > 4), every pair is deferred and the early merge runs; radii stay exact."""
+    import dgmbench.metrics.prdc as prdc
+
+    merges = []
+    original = prdc._merge_pending
+    monkeypatch.setattr(prdc, "_merge_pending", lambda v, i, p: merges.append(len(p)) or original(v, i, p))
+    points = np.random.default_rng(5).normal(size=(300, 5))
+    radii = knn_radii(torch.from_numpy(points), (1, 3, 5), max_block_elements=16)
+    assert len(merges) >= 2  # at least one early merge and the final one
+    distances = cdist(points, points)
+    np.fill_diagonal(distances, np.inf)
+    for k in (1, 3, 5):
+        np.testing.assert_allclose(radii[k].numpy(), np.sort(distances, axis=1)[:, k - 1], rtol=1e-12)
+
+
 def test_identical_inputs_are_perfect():
     features = torch.randn(200, 16, generator=torch.Generator().manual_seed(0))
     got = precision_recall_density_coverage(features, features.clone(), max_block_elements=10_000)
