@@ -12,11 +12,17 @@ Generator losses (``generator_loss``): ``"minimax"`` minimises E log(1 - D(G(z))
 minimises -E log D(G(z)), the heuristic of Sec. 3 (same fixed point, strong gradients
 early), which is the default because it is what the paper trains with.
 
-Reference configuration (the authors' MNIST setup, pylearn2 ``mnist.yaml``): 100-D uniform
-noise, generator ReLU 1200-1200 with a sigmoid output (ours: tanh mapped to [0, 1], the
+Reference configuration (the authors' MNIST setup, pylearn2 ``mnist.yaml``): 100-D noise,
+generator ReLU 1200-1200 with a sigmoid output (ours by default: tanh mapped to [0, 1], the
 same function up to a factor 2 inside), discriminator maxout 240 units x 5 pieces, two
 layers, dropout 0.2 on the input and 0.5 on the hidden layers, SGD with momentum 0.5,
-learning rate 0.1, batch 100, k = 1 discriminator step per generator step.
+learning rate 0.1, batch 100, k = 1 discriminator step per generator step. The defaults keep
+the uniform noise the committed records were made with; the released code's Generator
+draws Gaussian noise unless told otherwise, and its remaining choices (initialisation,
+sigmoid output with data-initialised bias, [0, 1] discriminator input, simultaneous
+updates, learning-rate decay, momentum ramp) are options of
+:mod:`dgmbench.models.gans.layers.adversarial`, set together by the ``gan_parzen_mnist``
+reproduction in baselines/gans.toml.
 """
 from __future__ import annotations
 

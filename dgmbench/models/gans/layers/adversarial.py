@@ -48,6 +48,19 @@ hidden features f instead of its own objective), ``minibatch_kernels`` (Sec. 3.2
 ``label_smoothing`` (Sec. 3.4: the real target of GAN-type losses, e.g. 0.9; 1 is off)
 and ``generator_norm = "virtual_batch"`` (Sec. 3.5).
 
+The authors' own MLP setup (Goodfellow et al. 2014, pylearn2 ``mnist.yaml`` and
+``AdversaryCost2``), all off by default: ``init_range_generator`` / ``init_range_discriminator``
+(weights ~ U(-r, r), biases 0: pylearn2's ``irange``), ``generator_output = "sigmoid"`` with
+``output_bias_from_data`` (the output bias set to the logit of the pixel means, from the first
+training batch, clamped to [1/(2n), 1 - 1/(2n)] for a batch of n, since unseen pixels would
+otherwise saturate: pylearn2 used the whole training set), ``critic_input = "unit"`` (images
+reach the discriminator in [0, 1], not 2x - 1), ``simultaneous_updates`` (one forward pass,
+the same generated batch and dropout masks, both players stepping on their own loss's
+gradient at once, as ``AdversaryCost2.get_gradients``, instead of Algorithm 1's alternation),
+``lr_decay`` (both learning rates divided by it after every update, not below ``min_lr``:
+``ExponentialDecay``) and ``final_momentum`` reached linearly between the generator-update
+counts ``momentum_ramp_updates`` (``MomentumAdjustor``, there by epochs).
+
 ``observation_std`` (off by default) turns an unconditional generator with a N(0, I) prior
 into the decoder p(x | z) = N(G(z), s^2 I), which the decoder_ais metric evaluates by
 annealed importance sampling (Wu et al. 2017); s is part of the model config, hence
@@ -65,6 +78,7 @@ from torch import nn
 from dgmbench.models.base import GenerativeModel, Implicit, TrainConfig
 from dgmbench.models.gans.layers.improved import HistoricalAverage
 from dgmbench.models.gans.layers.networks import (
+    GENERATOR_OUTPUTS,
     NORMS,
     check_norm,
     dcgan_critic,
@@ -73,9 +87,11 @@ from dgmbench.models.gans.layers.networks import (
     mlp_critic,
     mlp_generator,
     reference_latents,
+    uniform_init_,
 )
 
 PRIORS = ("normal", "uniform")
+CRITIC_INPUTS = ("symmetric", "unit")
 CHECKPOINT_RULES = ("last", "validation_fd")
 VALIDATION_SEED = 1234  # the fixed latents of the validation Frechet distance
 ARCHITECTURES = ("auto", "mlp", "dcgan")
@@ -113,6 +129,17 @@ class AdversarialConfig:
     # N(0, I) prior, so the decoder_ais metric estimates log p(x) (Wu et al. 2017, Sec. 2.2);
     # needs prior "normal" and an unconditional generator. None: off.
     observation_std: float | None = None
+    # the authors' pylearn2 setup (module docstring)
+    init_range_generator: float | None = None  # weights ~ U(-r, r), biases 0; None: PyTorch's defaults
+    init_range_discriminator: float | None = None
+    generator_output: str = "tanh"  # images: "tanh" ((tanh + 1) / 2) or "sigmoid"
+    output_bias_from_data: bool = False  # MLP generator: output bias from the first batch's pixel means
+    critic_input: str = "symmetric"  # images reach the critic as 2x - 1 ("symmetric") or x ("unit")
+    simultaneous_updates: bool = False  # both players step on one forward pass's gradients
+    lr_decay: float = 1.0  # learning rates divided by this after every generator update
+    min_lr: float = 0.0  # ... but not below this
+    final_momentum: float | None = None  # SGD momentum ramped linearly from `momentum` to this ...
+    momentum_ramp_updates: tuple[int, int] = (0, 0)  # ... between these generator-update counts
 
     # (minimum, maximum) where the range inferred from the defaults (dgmbench.validation) is wrong
     option_ranges: ClassVar[dict] = {
@@ -122,10 +149,18 @@ class AdversarialConfig:
         "label_smoothing": (0.0, 1.0),
         "lr_generator": (0.0, None, True),  # > 0
         "lr_discriminator": (0.0, None, True),
+        "init_range_generator": (0.0, None, True),
+        "init_range_discriminator": (0.0, None, True),
+        "lr_decay": (1.0, None),
+        "final_momentum": (0.0, 0.999),
     }
     # options added after records existed: left out of the run key while at their default, so
     # the committed records of the defaults keep their keys (dgmbench.runner.run_identity)
-    identity_neutral: ClassVar[tuple[str, ...]] = ("lr_generator", "lr_discriminator", "select_checkpoint")
+    identity_neutral: ClassVar[tuple[str, ...]] = (
+        "lr_generator", "lr_discriminator", "select_checkpoint", "init_range_generator", "init_range_discriminator",
+        "generator_output", "output_bias_from_data", "critic_input", "simultaneous_updates", "lr_decay", "min_lr",
+        "final_momentum", "momentum_ramp_updates",
+    )
 
 
 class AdversarialModel(GenerativeModel, Implicit):
@@ -141,6 +176,15 @@ class AdversarialModel(GenerativeModel, Implicit):
         _choice("architecture", c.architecture, ARCHITECTURES)
         _choice("optimizer", c.optimizer, OPTIMIZERS)
         _choice("select_checkpoint", c.select_checkpoint, CHECKPOINT_RULES)
+        _choice("generator_output", c.generator_output, GENERATOR_OUTPUTS)
+        _choice("critic_input", c.critic_input, CRITIC_INPUTS)
+        if c.simultaneous_updates and (c.n_critic != 1 or c.feature_matching or c.historical_averaging):
+            raise ValueError("simultaneous_updates needs n_critic = 1 and no feature_matching or historical_averaging")
+        if c.final_momentum is not None and c.optimizer != "sgd":
+            raise ValueError(f"final_momentum ramps SGD's momentum; optimizer is {c.optimizer!r}: use optimizer=sgd")
+        start, end = c.momentum_ramp_updates
+        if c.final_momentum is not None and not 0 <= start < end:
+            raise ValueError(f"momentum_ramp_updates must be (start, end) with 0 <= start < end, got {tuple(c.momentum_ramp_updates)}")
         check_norm(c.generator_norm)
         check_norm(c.critic_norm, tuple(n for n in NORMS if n != "virtual_batch"))
         if c.n_critic < 1:
@@ -165,10 +209,22 @@ class AdversarialModel(GenerativeModel, Implicit):
         if architecture == "dcgan":
             self.generator = dcgan_generator(info, inputs, c.base_channels, c.generator_norm, reference)
         else:
-            self.generator = mlp_generator(info, inputs, tuple(c.g_hidden), c.generator_norm, reference)
+            self.generator = mlp_generator(info, inputs, tuple(c.g_hidden), c.generator_norm, reference, c.generator_output)
+        if c.generator_output != "tanh" and architecture != "mlp":
+            raise ValueError("generator_output applies to the MLP generator (architecture mlp)")
         self.discriminator = self.build_discriminator()
         if architecture == "dcgan":
             dcgan_init(self)
+        if c.init_range_generator is not None:
+            uniform_init_(self.generator, c.init_range_generator)
+        if c.init_range_discriminator is not None:
+            uniform_init_(self.discriminator, c.init_range_discriminator)
+        if c.output_bias_from_data:
+            if architecture != "mlp" or not info.is_image:
+                raise ValueError("output_bias_from_data needs an MLP generator of images")
+            # a buffer only with this option (other checkpoints keep their format): a resumed
+            # run does not initialise again
+            self.register_buffer("output_bias_initialised", torch.zeros((), dtype=torch.bool))
         if c.historical_averaging:
             self.generator_average = HistoricalAverage(self.generator)
             self.discriminator_average = HistoricalAverage(self.discriminator)
@@ -191,7 +247,7 @@ class AdversarialModel(GenerativeModel, Implicit):
         if self.architecture == "dcgan":
             return dcgan_critic(info, c.base_channels, c.critic_norm, c.minibatch_kernels, c.minibatch_kernel_dim)
         return mlp_critic(info, tuple(c.d_hidden), c.maxout_pieces, c.dropout, c.input_dropout,
-                          c.minibatch_kernels, c.minibatch_kernel_dim)
+                          c.minibatch_kernels, c.minibatch_kernel_dim, c.critic_input == "symmetric")
 
     def _reference_input(self, z: torch.Tensor) -> torch.Tensor:
         extra = self.generator_input_dim() - z.shape[1]
@@ -327,8 +383,68 @@ class AdversarialModel(GenerativeModel, Implicit):
             nn.utils.clip_grad_norm_(module.parameters(), train.grad_clip)
         optimizer.step()
 
+    @torch.no_grad()
+    def _initialise_output_bias(self, x: torch.Tensor) -> None:
+        n = len(x)
+        means = x.flatten(1).mean(0).clamp(1 / (2 * n), 1 - 1 / (2 * n))
+        self.generator.body[-1].bias.copy_(self.generator.output_preactivation(means))
+        self.output_bias_initialised.fill_(True)
+
+    def _schedule(self, optimizers: dict[str, torch.optim.Optimizer], train: TrainConfig) -> None:
+        """Learning rates and momentum for the next update (lr_decay, final_momentum)."""
+        c, updates = self.config, int(self.generator_updates)
+        if c.lr_decay != 1.0:
+            for name, optimizer in optimizers.items():
+                base = {"discriminator": c.lr_discriminator, "generator": c.lr_generator}.get(name)
+                base = train.lr if base is None else base
+                for group in optimizer.param_groups:
+                    group["lr"] = max(c.min_lr, base / c.lr_decay**updates)
+        if c.final_momentum is not None:
+            start, end = c.momentum_ramp_updates
+            progress = min(1.0, max(0.0, (updates - start) / (end - start)))
+            for optimizer in optimizers.values():
+                for group in optimizer.param_groups:
+                    group["momentum"] = c.momentum + (c.final_momentum - c.momentum) * progress
+
+    def _simultaneous_step(self, x, optimizers, train, labels) -> dict[str, float]:
+        """One forward pass; each player steps on its own loss's gradient (AdversaryCost2)."""
+        fake, inputs = self.generate_with_input(len(x), labels)
+        real_scores, fake_scores = self.critic(x, labels), self.critic(fake, labels)
+        penalty, scalars = self.discriminator_penalty(x, fake.detach())
+        d_loss = self.discriminator_objective(real_scores, fake_scores) + penalty
+        g_loss = self.generator_objective(fake_scores)
+        players = {
+            "discriminator": (d_loss, [p for p in self.discriminator_params_module().parameters() if p.requires_grad]),
+            "generator": (g_loss, [p for p in self.generator_params_module().parameters() if p.requires_grad]),
+        }
+        # both gradients before either step: the generator's goes through the current discriminator
+        gradients = {
+            name: torch.autograd.grad(loss, parameters, retain_graph=name == "discriminator")
+            for name, (loss, parameters) in players.items()
+        }
+        for name, (_, parameters) in players.items():
+            for parameter, gradient in zip(parameters, gradients[name]):
+                parameter.grad = gradient
+            if train.grad_clip is not None:
+                nn.utils.clip_grad_norm_(parameters, train.grad_clip)
+            optimizers[name].step()
+            optimizers[name].zero_grad(set_to_none=True)
+        self.after_discriminator_step()
+        self.critic_updates += 1
+        self.generator_updates += 1
+        scalars.update(
+            d_loss=d_loss.item(), d_real=real_scores.mean().item(), d_fake=fake_scores.mean().item(),
+            g_loss=g_loss.item(), **self.critic_estimates(real_scores.detach(), fake_scores.detach()),
+        )
+        return scalars
+
     def training_step(self, x, optimizers, train, y=None) -> dict[str, float]:
         n, labels = len(x), (y if self.uses_labels else None)
+        if self.config.output_bias_from_data and not bool(self.output_bias_initialised):
+            self._initialise_output_bias(x)
+        self._schedule(optimizers, train)
+        if self.config.simultaneous_updates:
+            return self._simultaneous_step(x, optimizers, train, labels)
         with torch.no_grad():
             fake, inputs = self.generate_with_input(n, labels)
         d_loss, scalars = self.discriminator_loss(x, fake, labels, inputs)

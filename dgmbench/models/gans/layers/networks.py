@@ -14,7 +14,10 @@
 
 Images are in [0, 1] outside the networks: the generator maps tanh to (t + 1) / 2 and the
 discriminator sees 2x - 1, the [-1, 1] range of the DCGAN paper. Vectors (toy 2-D data)
-are unbounded: linear output, no rescaling.
+are unbounded: linear output, no rescaling. The authors' pylearn2 MLP GAN used a sigmoid
+output and fed [0, 1] images to the discriminator: ``output="sigmoid"`` and
+``centred=False`` (the same functions up to an affine change of parameters, but not the
+same SGD dynamics).
 
 Every discriminator is a :class:`Critic`: ``features(x)`` (the last hidden layer, used by
 feature matching), an optional minibatch-discrimination layer, and a linear ``head`` to
@@ -72,13 +75,28 @@ def dcgan_levels(shape: tuple[int, ...]) -> tuple[int, int]:
     return k, height // 2**k
 
 
+GENERATOR_OUTPUTS = ("tanh", "sigmoid")
+
+
+def uniform_init_(module: nn.Module, init_range: float) -> None:
+    """Every linear and convolution weight ~ U(-r, r), biases 0 (pylearn2's ``irange``)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.uniform_(layer.weight, -init_range, init_range)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
 class Generator(nn.Module):
     """z -> x in data space. With virtual batch norm, the fixed reference latents are run
-    in front of every batch (their rows are dropped from the output)."""
+    in front of every batch (their rows are dropped from the output). Images: output
+    (tanh(a) + 1) / 2 = sigmoid(2a) by default, or sigmoid(a) (``output="sigmoid"``)."""
 
-    def __init__(self, body: nn.Module, info: DataInfo, reference_z: torch.Tensor | None):
+    def __init__(self, body: nn.Module, info: DataInfo, reference_z: torch.Tensor | None, output: str = "tanh"):
         super().__init__()
-        self.body, self.image, self.shape = body, info.is_image, info.shape
+        if output not in GENERATOR_OUTPUTS:
+            raise ValueError(f"generator output {output!r} is not one of {', '.join(GENERATOR_OUTPUTS)}")
+        self.body, self.image, self.shape, self.output = body, info.is_image, info.shape, output
         if reference_z is not None:
             self.register_buffer("reference_z", reference_z)
         else:
@@ -91,22 +109,32 @@ class Generator(nn.Module):
         else:
             out = self.body(z)
         out = out.view(len(z), *self.shape)
-        return (torch.tanh(out) + 1) / 2 if self.image else out
+        if not self.image:
+            return out
+        return torch.sigmoid(out) if self.output == "sigmoid" else (torch.tanh(out) + 1) / 2
+
+    def output_preactivation(self, mean: torch.Tensor) -> torch.Tensor:
+        """The pre-activation a whose output is `mean` (in (0, 1)): the inverse of forward's last step."""
+        logit = torch.logit(mean)
+        return logit if self.output == "sigmoid" else logit / 2
 
 
 class Critic(nn.Module):
     """x -> one score per example (a logit for GAN losses, a value for WGAN/LSGAN)."""
 
-    def __init__(self, body: nn.Module, feature_dim: int, image: bool, minibatch_kernels: int = 0, minibatch_kernel_dim: int = 5):
+    def __init__(
+        self, body: nn.Module, feature_dim: int, image: bool, minibatch_kernels: int = 0,
+        minibatch_kernel_dim: int = 5, centred: bool = True,
+    ):
         super().__init__()
-        self.body, self.image = body, image
+        self.body, self.image, self.centred = body, image, centred
         self.minibatch = (
             MinibatchDiscrimination(feature_dim, minibatch_kernels, minibatch_kernel_dim) if minibatch_kernels else None
         )
         self.head = nn.Linear(self.minibatch.out_features if self.minibatch else feature_dim, 1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(2 * x - 1 if self.image else x).flatten(1)
+        return self.body(2 * x - 1 if self.image and self.centred else x).flatten(1)
 
     def score(self, features: torch.Tensor) -> torch.Tensor:
         if self.minibatch is not None:
@@ -117,19 +145,21 @@ class Critic(nn.Module):
         return self.score(self.features(x))
 
 
-def mlp_generator(info: DataInfo, latent: int, hidden: tuple[int, ...], norm: str, reference_z) -> Generator:
+def mlp_generator(
+    info: DataInfo, latent: int, hidden: tuple[int, ...], norm: str, reference_z, output: str = "tanh"
+) -> Generator:
     layers: list[nn.Module] = []
     width = latent
     for h in hidden:
         layers += [nn.Linear(width, h), norm_layer(norm, h, False, len(reference_z) if reference_z is not None else 0), nn.ReLU()]
         width = h
     layers.append(nn.Linear(width, info.dim))
-    return Generator(nn.Sequential(*layers), info, reference_z)
+    return Generator(nn.Sequential(*layers), info, reference_z, output)
 
 
 def mlp_critic(
     info: DataInfo, hidden: tuple[int, ...], maxout_pieces: int, dropout: float, input_dropout: float,
-    minibatch_kernels: int = 0, minibatch_kernel_dim: int = 5,
+    minibatch_kernels: int = 0, minibatch_kernel_dim: int = 5, centred: bool = True,
 ) -> Critic:
     layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(input_dropout)]
     width = info.dim
@@ -137,7 +167,7 @@ def mlp_critic(
         layers += [Maxout(width, h, maxout_pieces) if maxout_pieces > 1 else nn.Sequential(nn.Linear(width, h), nn.LeakyReLU(0.2))]
         layers.append(nn.Dropout(dropout))
         width = h
-    return Critic(nn.Sequential(*layers), width, info.is_image, minibatch_kernels, minibatch_kernel_dim)
+    return Critic(nn.Sequential(*layers), width, info.is_image, minibatch_kernels, minibatch_kernel_dim, centred)
 
 
 def dcgan_generator(info: DataInfo, latent: int, base_channels: int, norm: str, reference_z) -> Generator:
