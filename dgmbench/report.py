@@ -26,6 +26,7 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -284,25 +285,38 @@ def _build_board(board, ours, published, metrics, all_metrics, higher) -> Leader
         columns=columns, units=units, kinds=kinds, scales=scales, extractors=extractors,
         higher_is_better={m: bool(higher.get(m, False)) for m in columns},
     )
-    board_table.reproductions = _reproductions(ours, board_table.rows.index)
+    board_table.reproductions = _reproductions(ours, board_table.rows.index, published)
     board_table.notes = _notes(board_table, ours)
     if not board_table.reproductions.empty:
         board_table.notes.append(REPRODUCTION_NOTE)
     return board_table
 
 
-def _reproductions(ours: pd.DataFrame, row_ids) -> pd.DataFrame:
+def _reproductions(ours: pd.DataFrame, row_ids, published: pd.DataFrame | None = None) -> pd.DataFrame:
     """Our rows whose records reproduce a published number: that number beside ours, the gap
-    (ours - published) and its standard error (:func:`dgmbench.reproduce.combined`)."""
-    from dgmbench.reproduce import combined
+    (ours - published) and its standard error (:func:`dgmbench.reproduce.combined`). A row
+    made under an earlier protocol of its reproduction (options since changed in the
+    baselines' ``[result.reproduce]``) is not set beside the published number."""
+    from dgmbench.reproduce import _same_options, combined
 
     columns = ["name", "metric", "published", "ours", "gap", "se", "tolerance", "within", "text"]
     if ours.empty or "reproduces" not in ours:
         return pd.DataFrame(columns=columns)
     linked = ours[ours.reproduces.map(lambda link: isinstance(link, dict) and "published" in link)]
+    current = {}
+    if published is not None and "reproduce" in published:
+        current = {t["name"]: SimpleNamespace(model_options=dict(t.get("model_options", {})),
+                                              train_options=dict(t.get("train_options", {})),
+                                              eval_options=dict(t.get("eval_options", {})))
+                   for t in published.reproduce if isinstance(t, dict) and "name" in t}
     found = {}
     for row_id, group in linked.groupby("row"):
         link = group.reproduces.iloc[0]
+        repro = current.get(link.get("name", ""))
+        first = group.iloc[0]
+        identity = {key: first.get(key) or {} for key in ("model_config", "train_config", "eval_settings")}
+        if repro is not None and not _same_options(repro, identity):
+            continue  # made under an earlier protocol of this reproduction: not beside the published number
         values = group[group.metric == link.get("metric")].dropna(subset=["value"])
         if row_id not in row_ids or values.empty:
             continue

@@ -249,8 +249,11 @@ def status_of(repro: Reproduction, records: list[dict], workdir: str | Path = ".
         record, value, stderr = max(paused, key=lambda item: str(item[0].get("created", "")))
         state = record["interim"]
         training = record.get("training") or {}
+        selected = ("best-validation checkpoint so far" if any(
+            h.get("valid") is not None and math.isfinite(h["valid"]) for h in training.get("history") or []
+        ) else "last checkpoint")
         detail = (f"interim record: epoch {state['epochs_completed']} of {state['planned_epochs']} "
-                  f"(best-validation checkpoint so far); {curve_note(training)}; continue with: {state['continue']}")
+                  f"({selected}); {curve_note(training)}; continue with: {state['continue']}")
         return Status(repro.name, "running or interrupted", ours=value, stderr=stderr, gap=value - repro.published,
                       epochs=int(state["epochs_completed"]),
                       wall_hours=float(record.get("wall_seconds") or 0.0) / 3600,
@@ -280,9 +283,10 @@ def status_of(repro: Reproduction, records: list[dict], workdir: str | Path = ".
 def curve_note(training: dict, window: int = 5) -> str:
     """A measurement for a gap: whether training stopped early (validation converged) or ran
     into its epoch limit while the validation score was still falling."""
-    valid = [h["valid"] for h in training.get("history") or [] if h.get("valid") is not None]
-    if not valid:
-        return ""
+    history = training.get("history") or []
+    valid = [h["valid"] for h in history if h.get("valid") is not None and math.isfinite(h["valid"])]
+    if not valid:  # e.g. a GAN: no validation loss to select on, the last checkpoint is kept
+        return f"ran {len(history)} epochs (no validation score; the last checkpoint is evaluated)" if history else ""
     if training.get("stopped_early"):
         return f"early-stopped: best validation {min(valid):.2f} at epoch {training.get('best_epoch')} of {len(valid)}"
     if len(valid) > window and valid[-1] < valid[-1 - window]:

@@ -47,7 +47,7 @@ METRIC_COLUMNS = [
     "extractor", "interval_low", "interval_high", "protocol",
 ]
 BASELINE_COLUMNS = ["board", "model", "label", "metric", "value", "unit", "kind", "estimator",
-                    "citation", "cite_key", "protocol", "file", "source"]
+                    "citation", "cite_key", "protocol", "file", "source", "reproduce"]
 
 
 def load_results(results_dir: str | Path = "results") -> pd.DataFrame:
@@ -174,6 +174,7 @@ def load_baselines(directory: str | Path | None = None) -> pd.DataFrame:
             "protocol": entry.get("protocol", ""),
             "file": path.name,
             "source": "published",
+            "reproduce": entry.get("reproduce"),  # the protocol our reproduction of it runs, if any
         })
     return pd.DataFrame(rows, columns=BASELINE_COLUMNS)
 

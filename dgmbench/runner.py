@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import math
 import re
 import shlex
 import sys
@@ -478,11 +479,25 @@ def _train_evaluate_record(spec, cls, dataset, model, model_config, train_config
 def continue_command(spec: RunSpec, board: str) -> str:
     """The command that continues a paused run under the same limit per invocation."""
     words = [reproduce_command(spec, board)]
-    if Path(spec.results_dir) != Path("results"):
-        words += ["--results-dir", shlex.quote(spec.results_dir)]
-    if Path(spec.workdir) != Path(".dgmbench"):
-        words += ["--workdir", shlex.quote(spec.workdir)]
+    results_dir, workdir = _portable_path(spec.results_dir), _portable_path(spec.workdir)
+    if Path(results_dir) != Path("results"):
+        words += ["--results-dir", shlex.quote(results_dir)]
+    if Path(workdir) != Path(".dgmbench"):
+        words += ["--workdir", shlex.quote(workdir)]
     return " ".join(words + ["--stop-after-hours", f"{spec.stop_after_hours:g}"])
+
+
+def _portable_path(path: str) -> str:
+    """`path` relative to the working directory when inside it (a committed record's command
+    then works from any clone), else as given."""
+    resolved, here = Path(path).resolve(), Path.cwd().resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(path)
+
+
+def _kept_checkpoint(record: dict) -> str:
+    history = (record.get("training") or {}).get("history") or []
+    validated = any(h.get("valid") is not None and math.isfinite(h["valid"]) for h in history)
+    return "best-validation checkpoint" if validated else "last checkpoint (no validation score)"
 
 
 def _record_interim(spec, record, summary, train_config, board, store, log) -> dict:
@@ -491,7 +506,7 @@ def _record_interim(spec, record, summary, train_config, board, store, log) -> d
         "epochs_completed": summary.epochs_completed,
         "planned_epochs": train_config.epochs,
         "reason": f"paused at the invocation limit --stop-after-hours {spec.stop_after_hours:g}; "
-                  "the metrics are those of the best-validation checkpoint so far",
+                  f"the metrics are those of the {_kept_checkpoint(record)} so far",
         "continue": continue_command(spec, board),
         "checkpoint_dir": "the run directory under the workdir (not committed): continuing needs it, "
                           "else training restarts from epoch 0",

@@ -189,6 +189,11 @@ def test_reproduce_records_the_link_resumes_and_reports_status(tmp_path, capsys)
     (baselines / "test.toml").write_text(changed)
     frame = reproductions_frame(tmp_path / "results", baselines, tmp_path / "work").set_index("reproduction")
     assert frame.at["fvsbn_digits", "status"] == "not run"
+    # ... and the leaderboard no longer sets it beside the published number
+    boards = build_leaderboards(load_results(tmp_path / "results"), load_baselines(baselines), "digits/binary",
+                                metrics=["nll"])
+    assert boards["digits/binary"].reproductions.empty
+    assert "Published (gap" not in render(boards, "markdown")
 
 
 def test_leaderboard_without_reproductions_has_no_extra_column(tmp_path):
