@@ -190,36 +190,26 @@ class SummedOutLayerPath:
 
     (softplus(y + e) - softplus(y) = log1p(sigmoid(y) expm1(e))), where sigmoid(t a) is also
     the summed-out layer's Gibbs probability at t, shared with the transition. Each term is
-    computed to a few float32 ulps *of the increment itself* (~1e-4 nats per temperature), not
-    of the softplus values (~1e3 nats): differences of float32 softplus or log-sigmoid
-    values carry rounding errors that do not cancel and, summed over 500 units x 14,500
-    temperatures, bias log Z by ~0.01 nats; this form does not. expm1 and log1p are built from
-    exp and log (Kahan's and Goldberg's corrections), which are vectorised on CPU where
-    torch's expm1/log1p are not. Log-weights are accumulated in float64; a temperature step
-    with |(t - f) a| > 15 somewhere (coarse schedules only) is done in float64 instead.
+    computed from the increment itself, not as a difference of softplus values (~1e3 nats):
+    differences of float32 softplus or log-sigmoid values carry rounding errors that do not
+    cancel and, summed over 500 units x 14,500 temperatures, bias log Z by ~0.01 nats; this
+    form does not. It is evaluated in float64 as log(1 + p (e^x - 1)), x = (f - t) a, with
+    exp and log (vectorised on CPU, where torch's expm1/log1p are not): given the state's a
+    and p, each term's absolute error is ~1e-16 nats (e^x - 1 loses ~|log10 x| digits of 16,
+    and the term is ~p x), ~1e-9 nats over a whole standard run, and this is 2.5x faster than
+    the float32 form with Kahan's and Goldberg's expm1/log1p corrections it replaces
+    (measured on 50 x 500, 1 thread), whose error was a few float32 ulps of each term.
+    Log-weights are accumulated in float64; a temperature step with |(t - f) a| > 15
+    somewhere (coarse schedules only) uses the softplus difference in float64 instead.
 
     Subclasses provide ``_transition(state, probs, beta, generator)``: one Gibbs sweep at
     beta given probs = sigmoid(beta a) of the current state."""
 
-    LARGE_STEP = 15.0  # |(t - f) a| beyond which the float32 form could lose accuracy
+    LARGE_STEP = 15.0  # |(t - f) a| beyond which p's rounding near 0 or 1 could matter: softplus form
 
     @staticmethod
     def _hidden_input(state) -> torch.Tensor:
         return state[-2]
-
-    @staticmethod
-    def _expm1(x: torch.Tensor) -> torch.Tensor:
-        """expm1 accurate to a few ulps from exp and log: (u - 1) x / log(u), u = e^x (Kahan)."""
-        u = torch.exp(x)
-        u_minus_one = u - 1
-        return torch.where(u_minus_one == 0, x, u_minus_one * x / torch.log(u))
-
-    @staticmethod
-    def _log1p(z: torch.Tensor) -> torch.Tensor:
-        """log1p accurate to a few ulps from log: log(w) z / (w - 1), w = 1 + z (Goldberg)."""
-        w = 1 + z
-        w_minus_one = w - 1
-        return torch.where(w_minus_one == 0, z, torch.log(w) * z / w_minus_one)
 
     def _increment(self, state, beta_from: float, beta_to: float, probs_to: torch.Tensor) -> torch.Tensor:
         hidden_input, linear = state[-2], state[-1]
@@ -228,8 +218,8 @@ class SummedOutLayerPath:
             hidden_input = hidden_input.double()
             softplus_difference = F.softplus(beta_to * hidden_input) - F.softplus(beta_from * hidden_input)
             return (beta_to - beta_from) * linear.double() + softplus_difference.sum(1)
-        log_ratio = self._log1p(probs_to * self._expm1(hidden_input * step))
-        return (beta_to - beta_from) * linear - log_ratio.sum(1)
+        log_ratio = torch.exp(hidden_input.double() * step).sub_(1).mul_(probs_to).add_(1).log_()
+        return (beta_to - beta_from) * linear.double() - log_ratio.sum(1)
 
     @torch.no_grad()
     def anneal(self, state, betas: list[float], generator=None, transition_first: bool = False):
