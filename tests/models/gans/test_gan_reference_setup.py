@@ -125,8 +125,12 @@ def test_bad_reference_setup_options_are_one_line_errors(options, message):
         tiny_image_gan(**options)
 
 
-def test_output_bias_from_data_needs_images():
+def test_output_bias_from_data_needs_images_and_unit_input_an_mlp_critic():
     from gan_helpers import tiny
 
     with pytest.raises(ValueError, match="MLP generator of images"):
         tiny(output_bias_from_data=True)
+    with pytest.raises(ValueError, match="critic_input 'unit'"):
+        torch.manual_seed(0)
+        build_model("dcgan", DataInfo(name="tiny", variant="test", shape=(1, 8, 8), value_type="continuous"),
+                    base_channels=4, latent=3, critic_input="unit")

@@ -213,6 +213,9 @@ class AdversarialModel(GenerativeModel, Implicit):
         if c.generator_output != "tanh" and architecture != "mlp":
             raise ValueError("generator_output applies to the MLP generator (architecture mlp)")
         self.discriminator = self.build_discriminator()
+        if c.critic_input == "unit" and getattr(self.discriminator, "centred", True) is not False:
+            raise ValueError(f"critic_input 'unit' applies to the MLP discriminator (architecture mlp); "
+                             f"{type(self).__name__} with architecture {architecture} rescales its own input")
         if architecture == "dcgan":
             dcgan_init(self)
         if c.init_range_generator is not None:
