@@ -269,10 +269,16 @@ class _GenericOnly:
 
 
 @pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-9), (torch.float32, 2e-4)])
-def test_fused_loop_equals_the_generic_loop_on_the_same_random_numbers(dtype, tolerance):
+def test_fused_loop_equals_the_generic_loop_on_the_same_random_numbers(dtype, tolerance, monkeypatch):
     """The fused per-temperature increments (SummedOutLayerPath) against float64 log f
     differences, on identical chains (same generator, same draws): AIS and RAISE log-weights
-    agree to float64 rounding with float64 products, and to 2e-4 nats with float32 ones."""
+    agree to float64 rounding with float64 products, and to 2e-4 nats with float32 ones.
+    The fused loop draws from numpy's SFC64 on CPU and the generic loop's ``transition``
+    from the torch generator it is handed: here both draw from the torch generator."""
+    import dgmbench.models.energy.rbm as rbm_module
+    from dgmbench.models.energy.draws import TorchDraws
+
+    monkeypatch.setattr(rbm_module, "fast_draws", lambda generator, device: TorchDraws(generator))
     layer = random_layer(784, 60, weight_std=0.1, seed=3)
     base = torch.sigmoid(layer.visible_bias.detach().double())
     path = layer.annealing_path(base, dtype)
@@ -336,3 +342,49 @@ def test_log_weights_do_not_depend_on_the_thread_count(thread_pools):
     assert thread_pools == [ais.CHAIN_GROUPS, ais.CHAIN_GROUPS]  # two threads: the groups ran concurrently
     for one_thread, two_threads in zip(results[1], results[2]):
         torch.testing.assert_close(one_thread, two_threads, rtol=1e-7, atol=0)
+
+
+def test_hidden_input_bound_is_attained_by_enumeration():
+    """The RBM path's bound on |a_j(v)| = |c_j + v.W_j| equals the largest value over all
+    visible states (enumerated on a 10-visible layer), so no state can exceed it."""
+    layer = random_layer(10, 7, weight_std=1.0, seed=6)
+    path = layer.annealing_path(torch.full((10,), 0.4, dtype=torch.float64), torch.float64)
+    largest = float(path._state(all_states(10))[1].abs().max())
+    assert path._hidden_input_bound() == pytest.approx(largest, rel=1e-12)
+
+
+@pytest.mark.parametrize("form", ["product", "sum of logs", "softplus difference"])
+def test_each_increment_form_equals_the_log_f_difference(form, monkeypatch):
+    """The increment's three evaluations (log of the product over units; sum of per-unit logs
+    when the product could leave float64's range; softplus difference for large steps)
+    against float64 log f differences at one state, for ascending and descending steps."""
+    layer = random_layer(784, 300, weight_std=0.1, seed=7)
+    path = layer.annealing_path(torch.sigmoid(layer.visible_bias.detach().double()), torch.float64)
+    if form == "sum of logs":
+        monkeypatch.setattr(path, "MAX_PRODUCT_EXPONENT", 0.0)
+    if form == "softplus difference":
+        monkeypatch.setattr(path, "LARGE_STEP", 0.0)
+    v = (torch.rand(50, 784, generator=torch.Generator().manual_seed(0)) < 0.3).double()
+    state = path._state(v)
+    bound = path._hidden_input_bound()
+    for beta_from, beta_to in ((0.3, 0.31), (0.9, 0.9001), (0.95, 0.94)):
+        probs = torch.sigmoid(state[1] * beta_to)
+        increment = path._increment(state, beta_from, beta_to, probs, bound)
+        expected = path.log_f(state, beta_to) - path.log_f(state, beta_from)
+        torch.testing.assert_close(increment, expected, rtol=0, atol=1e-10)
+
+
+def test_fast_draws_are_seeded_by_the_callers_generator():
+    """numpy's SFC64 stream on CPU, seeded by one draw from the torch generator: one seed,
+    one stream; another seed, another stream; uniforms in [0, 1) with mean 1/2."""
+    from dgmbench.models.energy.draws import NumpyDraws, fast_draws
+
+    def draw(seed):
+        draws = fast_draws(torch.Generator().manual_seed(seed), torch.device("cpu"))
+        assert isinstance(draws, NumpyDraws)
+        return draws.uniform((1000, 100), "cpu")
+
+    first, again, other = draw(0), draw(0), draw(1)
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert first.dtype == torch.float32 and 0 <= float(first.min()) and float(first.max()) < 1
+    assert abs(float(first.double().mean()) - 0.5) < 5 * (1 / 12 / first.numel()) ** 0.5

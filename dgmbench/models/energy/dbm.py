@@ -54,6 +54,7 @@ from torch import nn
 from dgmbench.data.base import DataInfo
 from dgmbench.enumeration import logsumexp_over_binary_states
 from dgmbench.models.base import GenerativeModel, TrainConfig, register_model
+from dgmbench.models.energy.draws import as_draws, bernoulli
 from dgmbench.models.energy.rbm import SummedOutLayerPath
 
 
@@ -380,16 +381,24 @@ class DBMAnnealingPath(SummedOutLayerPath):
         linear = v @ ((1 - beta) * self.base_logits + beta * self.b_64) + beta * (h2 @ self.c2_64)
         return linear + F.softplus(beta * h1_input).sum(1)
 
-    def _transition(self, state, probs: torch.Tensor, beta: float, generator):
-        h1 = _bernoulli_from_probs(probs, generator)
-        v_logits = torch.addmm(self.bias_difference, h1, self.W1.T).mul_(beta).add_(self.base_logits_matmul)
-        v = _bernoulli_from_probs(torch.sigmoid(v_logits), generator)
-        h2 = _bernoulli_from_probs(torch.sigmoid(torch.addmm(self.c2, h1, self.W2).mul_(beta)), generator)
+    def _hidden_input_bound(self) -> float:
+        # x_j = c1_j + sum_i v_i W1_ij + sum_k W2_jk h2_k over binary (v, h2) lies between
+        # c1_j plus the sums of the negative and of the positive weights into unit j
+        W1, W2, c1 = self.W1.double(), self.W2.double(), self.c1.double()
+        highest = c1 + W1.clamp(min=0).sum(0) + W2.clamp(min=0).sum(1)
+        lowest = c1 + W1.clamp(max=0).sum(0) + W2.clamp(max=0).sum(1)
+        return float(torch.maximum(highest.abs(), lowest.abs()).max())
+
+    def _transition(self, state, probs: torch.Tensor, beta: float, draws):
+        h1 = bernoulli(probs, draws)
+        v_bias = torch.add(self.base_logits_matmul, self.bias_difference, alpha=beta)
+        v = bernoulli(torch.addmm(v_bias, h1, self.W1.T, alpha=beta).sigmoid_(), draws)
+        h2 = bernoulli(torch.addmm(self.c2, h1, self.W2, beta=beta, alpha=beta).sigmoid_(), draws)
         return self._state(v, h2)
 
     @torch.no_grad()
     def transition(self, state, beta: float, generator):
-        return self._transition(state, torch.sigmoid(beta * state[2]), beta, generator)
+        return self._transition(state, torch.sigmoid(beta * state[2]), beta, as_draws(generator))
 
     @torch.no_grad()
     def raise_start(self, x: torch.Tensor, generator) -> tuple[tuple, torch.Tensor]:

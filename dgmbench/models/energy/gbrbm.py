@@ -33,6 +33,7 @@ from torch import nn
 
 from dgmbench.enumeration import logsumexp_over_binary_states
 from dgmbench.models.base import EnergyBased, GenerativeModel, TrainConfig, register_model
+from dgmbench.models.energy.draws import as_draws, bernoulli
 from dgmbench.models.energy.rbm import SummedOutLayerPath, _bernoulli, _softplus_sum
 
 EXACT_MAX_HIDDEN = 25
@@ -293,14 +294,13 @@ class GBRBMAnnealingPath(SummedOutLayerPath):
         quadratic = (1 - beta) * (y - self.base_mean_64) ** 2 + beta * (y - self.visible_bias_64) ** 2
         return -0.5 * (quadratic * self.inverse_variance_64).sum(1) + F.softplus(beta * hidden_input).sum(1)
 
-    def _transition(self, state, probs: torch.Tensor, beta: float, generator):
-        h = _bernoulli(probs, generator)
+    def _transition(self, state, probs: torch.Tensor, beta: float, draws):
+        h = bernoulli(probs, draws)
         mean = torch.addmm(self.mean_difference, h, self.weight.T).mul_(beta).add_(self.base_mean)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return self._state(mean.addcmul_(self.std, noise))
+        return self._state(mean.addcmul_(self.std, draws.normal(mean.shape, mean.device, mean.dtype)))
 
     def transition(self, state, beta: float, generator):
-        return self._transition(state, torch.sigmoid(beta * state[1]), beta, generator)
+        return self._transition(state, torch.sigmoid(beta * state[1]), beta, as_draws(generator))
 
     def data_state(self, x: torch.Tensor, generator):
         """RAISE starts at the (standardized) data; the state is the visible vector itself."""

@@ -43,6 +43,7 @@ from torch import nn
 
 from dgmbench.enumeration import bernoulli_log_partition, logsumexp_over_binary_states
 from dgmbench.models.base import EnergyBased, GenerativeModel, TrainConfig, register_model
+from dgmbench.models.energy.draws import as_draws, bernoulli, fast_draws
 
 EXACT_MAX_UNITS = 25  # enumerate 2^25 states at most (chunked; minutes at 784 visibles)
 VALIDATION_EXACT_MAX_UNITS = 16  # exact NLL as the early-stopping score below this size
@@ -193,33 +194,55 @@ class SummedOutLayerPath:
     computed from the increment itself, not as a difference of softplus values (~1e3 nats):
     differences of float32 softplus or log-sigmoid values carry rounding errors that do not
     cancel and, summed over 500 units x 14,500 temperatures, bias log Z by ~0.01 nats; this
-    form does not. It is evaluated in float64 as log(1 + p (e^x - 1)), x = (f - t) a, with
-    exp and log (vectorised on CPU, where torch's expm1/log1p are not): given the state's a
+    form does not. It is evaluated in float64 as 1 + p (e^x - 1), x = (f - t) a, with exp
+    (vectorised on CPU, where torch's expm1/log1p are not), and the sum of logs over the
+    layer is taken as the log of the product (one log per chain instead of one per unit;
+    each factor lies in [e^-|x|, e^|x|], so the product cannot overflow while H max|x| < 700,
+    and its rounding, H float64 ulps, is ~1e-13 nats per temperature): given the state's a
     and p, each term's absolute error is ~1e-16 nats (e^x - 1 loses ~|log10 x| digits of 16,
-    and the term is ~p x), ~1e-9 nats over a whole standard run, and this is 2.5x faster than
-    the float32 form with Kahan's and Goldberg's expm1/log1p corrections it replaces
-    (measured on 50 x 500, 1 thread), whose error was a few float32 ulps of each term.
-    Log-weights are accumulated in float64; a temperature step with |(t - f) a| > 15
-    somewhere (coarse schedules only) uses the softplus difference in float64 instead.
+    and the term is ~p x), ~1e-9 nats over a whole standard run. This is 2.5x faster than the
+    float32 form with Kahan's and Goldberg's expm1/log1p corrections it replaces (measured on
+    50 x 500, 1 thread), whose error was a few float32 ulps of each term. Log-weights are
+    accumulated in float64; a temperature step with |(t - f) a| > 15 somewhere (coarse
+    schedules only) uses the softplus difference in float64 instead. Whether a step can be
+    that large is decided from a bound on |a| over all states where the path has one
+    (``_hidden_input_bound``; the standard schedule stays far below it), so most
+    temperatures skip a pass over a.
 
-    Subclasses provide ``_transition(state, probs, beta, generator)``: one Gibbs sweep at
-    beta given probs = sigmoid(beta a) of the current state."""
+    Random draws come from ``draws.fast_draws`` (numpy's SFC64 on CPU, seeded from the
+    caller's generator). Subclasses provide ``_transition(state, probs, beta, draws)``: one
+    Gibbs sweep at beta given probs = sigmoid(beta a) of the current state."""
 
     LARGE_STEP = 15.0  # |(t - f) a| beyond which p's rounding near 0 or 1 could matter: softplus form
+    MAX_PRODUCT_EXPONENT = 700.0  # H max|x| below which the product of the factors stays in float64's range
 
     @staticmethod
     def _hidden_input(state) -> torch.Tensor:
         return state[-2]
 
-    def _increment(self, state, beta_from: float, beta_to: float, probs_to: torch.Tensor) -> torch.Tensor:
+    def _hidden_input_bound(self) -> float:
+        """An upper bound on |a_j(x)| over every state x (math.inf when none is known)."""
+        return math.inf
+
+    def _increment(self, state, beta_from: float, beta_to: float, probs_to: torch.Tensor,
+                   bound: float = math.inf, buffer: torch.Tensor | None = None) -> torch.Tensor:
         hidden_input, linear = state[-2], state[-1]
         step = beta_from - beta_to
-        if abs(step) * float(hidden_input.abs().max()) > self.LARGE_STEP:
+        reach = abs(step) * bound
+        if reach > self.LARGE_STEP:
+            reach = abs(step) * float(hidden_input.abs().max())
+        if reach > self.LARGE_STEP:
             hidden_input = hidden_input.double()
             softplus_difference = F.softplus(beta_to * hidden_input) - F.softplus(beta_from * hidden_input)
             return (beta_to - beta_from) * linear.double() + softplus_difference.sum(1)
-        log_ratio = torch.exp(hidden_input.double() * step).sub_(1).mul_(probs_to).add_(1).log_()
-        return (beta_to - beta_from) * linear.double() - log_ratio.sum(1)
+        if buffer is None:
+            buffer = torch.empty(hidden_input.shape, dtype=torch.float64, device=hidden_input.device)
+        factors = buffer.copy_(hidden_input).mul_(step).exp_().sub_(1).mul_(probs_to).add_(1)
+        if reach * hidden_input.shape[1] < self.MAX_PRODUCT_EXPONENT:
+            log_ratio = factors.prod(1).log_()
+        else:
+            log_ratio = factors.log_().sum(1)
+        return (beta_to - beta_from) * linear.double() - log_ratio
 
     @torch.no_grad()
     def anneal(self, state, betas: list[float], generator=None, transition_first: bool = False):
@@ -228,16 +251,21 @@ class SummedOutLayerPath:
         the betas ascend; with ``transition_first``, a transition at betas[0] first: RAISE's
         reverse chain when they descend). Returns (final state, float64 log-weights)."""
         hidden_input = self._hidden_input(state)
+        draws = fast_draws(generator, hidden_input.device)
+        bound = self._hidden_input_bound()
+        # reused at every temperature: the increments' float64 factors and the probabilities
+        buffer = torch.empty(hidden_input.shape, dtype=torch.float64, device=hidden_input.device)
+        probs = torch.empty_like(hidden_input)
         log_w = torch.zeros(hidden_input.shape[0], dtype=torch.float64, device=hidden_input.device)
         if transition_first:
-            state = self._transition(state, torch.sigmoid(hidden_input * betas[0]), betas[0], generator)
+            state = self._transition(state, torch.sigmoid(hidden_input * betas[0]), betas[0], draws)
         last = len(betas) - 1
         for j in range(1, last + 1):
             beta_from, beta_to = betas[j - 1], betas[j]
-            probs = torch.sigmoid(self._hidden_input(state) * beta_to)
-            log_w += self._increment(state, beta_from, beta_to, probs)
+            torch.mul(self._hidden_input(state), beta_to, out=probs).sigmoid_()
+            log_w += self._increment(state, beta_from, beta_to, probs, bound, buffer)
             if j < last:
-                state = self._transition(state, probs, beta_to, generator)
+                state = self._transition(state, probs, beta_to, draws)
         return state, log_w
 
 
@@ -279,13 +307,24 @@ class RBMAnnealingPath(SummedOutLayerPath):
         visible_term = v @ self.base_bias + beta * (v @ (self.visible_bias - self.base_bias))
         return visible_term + F.softplus(beta * hidden_input.double()).sum(1)
 
-    def _transition(self, state, probs: torch.Tensor, beta: float, generator):
-        h = _bernoulli(probs, generator)
-        visible_logits = torch.addmm(self.bias_difference, h, self.weight.T).mul_(beta).add_(self.base_bias_matmul)
-        return self._state(_bernoulli(torch.sigmoid(visible_logits), generator))
+    def _hidden_input_bound(self) -> float:
+        # a_j = c_j + sum_i v_i W_ij over v in {0,1}^D lies between c_j + (the sum of W_j's
+        # negative entries) and c_j + (the sum of its positive ones)
+        weight, hidden_bias = self.weight.double(), self.hidden_bias.double()
+        highest = hidden_bias + weight.clamp(min=0).sum(0)
+        lowest = hidden_bias + weight.clamp(max=0).sum(0)
+        return float(torch.maximum(highest.abs(), lowest.abs()).max())
+
+    def _transition(self, state, probs: torch.Tensor, beta: float, draws):
+        h = bernoulli(probs, draws)
+        # visible logits b_A + beta (b - b_A) + beta W h: the bias part is a (D,) vector and
+        # beta scales the product inside the matrix kernel (no extra passes over (n, D))
+        bias = torch.add(self.base_bias_matmul, self.bias_difference, alpha=beta)
+        visible_probs = torch.addmm(bias, h, self.weight.T, alpha=beta).sigmoid_()
+        return self._state(bernoulli(visible_probs, draws))
 
     def transition(self, state, beta: float, generator):
-        return self._transition(state, torch.sigmoid(beta * state[1]), beta, generator)
+        return self._transition(state, torch.sigmoid(beta * state[1]), beta, as_draws(generator))
 
     def data_state(self, x: torch.Tensor, generator):
         return self._state(x.flatten(1))
