@@ -14,6 +14,12 @@ At the optimum of the game q(z) = p(z) (Goodfellow et al. 2014, Prop. 1 applied 
 so decoding prior samples z ~ p(z) gives the model's samples. There is no likelihood or bound:
 the paper evaluates with a Parzen-window estimate on samples (their Table 1), which the
 ``parzen`` metric computes (``Implicit``).
+
+Grey-level images (the paper's MNIST likelihood experiment; here the dequantized boards, values
+in [0, 1]): the reconstruction term is the same cross-entropy with the grey levels as targets
+(a loss, not a normalised density of continuous data, which the AAE never claims), and a sample
+is the decoded mean sigmoid(g(z)) rather than a Bernoulli draw, as in the Parzen protocol the
+paper follows (Goodfellow et al. 2014 score their generator's [0, 1] outputs the same way).
 """
 from __future__ import annotations
 
@@ -47,13 +53,16 @@ class AAEConfig:
 class AdversarialAutoencoder(GenerativeModel, Implicit):
     Config = AAEConfig
     family = "latent"
-    value_types = ("binary",)
+    value_types = ("binary", "continuous")
     citation = "Makhzani, Shlens, Jaitly, Goodfellow & Frey (2016), Adversarial Autoencoders, ICLR workshop"
 
     def __init__(self, config: AAEConfig, info):
         super().__init__(config, info)
         if min(config.latent, config.hidden, config.layers, config.discriminator_hidden) < 1:
             raise ValueError("latent, hidden, layers and discriminator_hidden must be >= 1")
+        if info.value_type == "continuous" and not info.dequantization_levels:
+            raise ValueError(f"the AAE's sigmoid decoder models values in [0, 1]: binary or dequantized "
+                             f"images, but {info.board} holds unscaled continuous values")
         d, h, z = info.dim, config.hidden, config.latent
         self.encoder = relu_mlp([d] + [h] * config.layers + [z])
         self.decoder = relu_mlp([z] + [h] * config.layers + [d])
@@ -104,7 +113,10 @@ class AdversarialAutoencoder(GenerativeModel, Implicit):
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         z = torch.randn(n, self.config.latent, device=self.device)
-        return torch.bernoulli(torch.sigmoid(self.decoder(z))).view(n, *self.info.shape)
+        means = torch.sigmoid(self.decoder(z))
+        if self.info.value_type == "continuous":
+            return means.view(n, *self.info.shape)
+        return torch.bernoulli(means).view(n, *self.info.shape)
 
     @classmethod
     def quick_config(cls, info):
