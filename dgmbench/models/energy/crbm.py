@@ -54,20 +54,13 @@ from dgmbench.models.base import (
     TrainConfig,
     register_model,
 )
+from dgmbench.models.energy.draws import as_draws, bernoulli
 
 EXACT_MAX_PIXELS = 20  # exact log Z enumerates all 2^D binary images
 
 
-def _uniform(shape, device, generator: torch.Generator | None) -> torch.Tensor:
-    """U(0,1) on `device`; drawn on the generator's device when one is given, so a CPU
-    generator (as metrics use) still drives a CUDA model reproducibly."""
-    if generator is None:
-        return torch.rand(shape, device=device)
-    return torch.rand(shape, generator=generator, device=generator.device).to(device)
-
-
 def _bernoulli(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    return (_uniform(logits.shape, logits.device, generator) < torch.sigmoid(logits)).to(logits.dtype)
+    return bernoulli(torch.sigmoid(logits), as_draws(generator))
 
 
 @register_model("crbm")
@@ -161,7 +154,7 @@ class ConvolutionalRBM(GenerativeModel, EnergyBased):
         """h ~ P(h | v) in block layout from the (possibly tempered) responses: one categorical
         per block over {off, unit 1, ..., unit C^2} (logits 0, I_1, ..., I_C^2), drawn with
         the Gumbel-max trick."""
-        uniform = _uniform((*blocks.shape[:-1], blocks.shape[-1] + 1), blocks.device, generator)
+        uniform = as_draws(generator).uniform((*blocks.shape[:-1], blocks.shape[-1] + 1), blocks.device)
         gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-30))).to(blocks.dtype)
         best, choice = (blocks + gumbel[..., 1:]).max(dim=-1)
         unit_on = (best > gumbel[..., 0]).to(blocks.dtype)  # else the "off" state wins

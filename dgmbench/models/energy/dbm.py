@@ -58,22 +58,8 @@ from dgmbench.models.energy.draws import as_draws, bernoulli
 from dgmbench.models.energy.rbm import SummedOutLayerPath
 
 
-def _uniform(shape, device, generator: torch.Generator | None) -> torch.Tensor:
-    """U(0,1) on `device`; drawn on the generator's device when one is given."""
-    if generator is None:
-        return torch.rand(shape, device=device)
-    return torch.rand(shape, generator=generator, device=generator.device).to(device)
-
-
 def _bernoulli(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    return _bernoulli_from_probs(torch.sigmoid(logits), generator)
-
-
-def _bernoulli_from_probs(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    uniform = _uniform(probs.shape, probs.device, generator)
-    if uniform.dtype == probs.dtype:  # 0./1. written into the uniforms: no bool tensor to convert
-        return uniform.lt_(probs)
-    return (uniform < probs).to(probs.dtype)
+    return bernoulli(torch.sigmoid(logits), as_draws(generator))
 
 
 def _bernoulli_entropy(logits: torch.Tensor) -> torch.Tensor:
