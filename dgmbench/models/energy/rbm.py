@@ -50,13 +50,7 @@ VALIDATION_EXACT_MAX_UNITS = 16  # exact NLL as the early-stopping score below t
 
 
 def _bernoulli(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    # Comparing with float32 uniforms is ~2-3x faster than torch.bernoulli on CPU, and the
-    # in-place comparison (0./1. written into the uniforms) another ~10x faster than making
-    # a bool tensor and converting it.
-    uniform = torch.rand(probs.shape, generator=generator, device=probs.device)
-    if uniform.dtype == probs.dtype:
-        return uniform.lt_(probs)
-    return (uniform < probs).to(probs.dtype)
+    return bernoulli(probs, as_draws(generator))
 
 
 def _softplus_sum(x: torch.Tensor, sigmoid_x: torch.Tensor) -> torch.Tensor:
