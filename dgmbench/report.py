@@ -31,7 +31,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from dgmbench.results_frame import load_baselines, load_results  # noqa: F401  (re-exported)
+from dgmbench.results_frame import FEATURES_SEPARATOR, load_baselines, load_results  # noqa: F401  (re-exported)
 
 FORMATS = ("markdown", "latex", "html", "csv")
 
@@ -415,6 +415,11 @@ def _feature_note(ours: pd.DataFrame) -> str:
 
 def _notes(table: Leaderboard, ours: pd.DataFrame) -> list[str]:
     notes = ["Ours: mean ± std over seeds (one seed: its value); best entry per column in bold."]
+    board, _, features = table.board.partition(FEATURES_SEPARATOR)
+    if features:
+        notes.append(f"Published values computed on {features} features: a different quantity from the {board} "
+                     "board's sample metrics (computed on that dataset's domain classifier), so they are "
+                     "listed here, apart, and never compared with ours.")
     notes += [NOTES[m] for m in table.columns if m in NOTES]
     feature = _feature_note(ours[ours.metric.isin(table.columns)] if not ours.empty else ours)
     if feature:
@@ -549,7 +554,7 @@ def render_latex(boards: dict[str, Leaderboard]) -> str:
             frame.style.hide(axis="index")
             .apply(lambda _: styles.values, axis=None)
             .to_latex(hrules=True, column_format="l" + "r" * (len(headers) - 1), caption=caption,
-                      label="tab:" + board.replace("/", "-").replace("_", "-"), position="t",
+                      label="tab:" + board.replace("/", "-").replace("_", "-").replace(FEATURES_SEPARATOR, "-"), position="t",
                       position_float="centering", convert_css=True)
         )
         lines = latex.splitlines()
@@ -681,7 +686,7 @@ def _page(title: str, body: str) -> str:
 
 
 def board_page_name(board: str) -> str:
-    return board.replace("/", "__") + ".html"
+    return board.replace("/", "__").replace(FEATURES_SEPARATOR, "--") + ".html"
 
 
 def write_site(boards: dict[str, Leaderboard], output: Path, results_dir: Path) -> list[Path]:

@@ -161,7 +161,7 @@ def load_baselines(directory: str | Path | None = None) -> pd.DataFrame:
     for path, entry in baseline_entries(directory):
         citation = entry.get("citation", "")
         rows.append({
-            "board": entry["board"],
+            "board": published_board(entry),
             "model": entry.get("model", ""),
             "label": entry.get("label", entry.get("model", "")),
             "metric": entry["metric"],
@@ -177,6 +177,18 @@ def load_baselines(directory: str | Path | None = None) -> pd.DataFrame:
             "reproduce": entry.get("reproduce"),  # the protocol our reproduction of it runs, if any
         })
     return pd.DataFrame(rows, columns=BASELINE_COLUMNS)
+
+
+FEATURES_SEPARATOR = ":"
+
+
+def published_board(entry: dict) -> str:
+    """The board a published row is shown on. A sample metric computed on another feature
+    network than our records of that board use (``features = "inception-v3"`` on MNIST, whose
+    FIDs we compute on the domain CNN) gets a board of its own, ``mnist/dequantized:inception-v3``:
+    FIDs on different features are different quantities and never share a column."""
+    features = entry.get("features")
+    return f"{entry['board']}{FEATURES_SEPARATOR}{features}" if features else entry["board"]
 
 
 _STOP_WORDS = {"a", "an", "the", "on", "of", "for", "and", "with", "to", "in", "via", "by"}

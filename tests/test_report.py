@@ -279,3 +279,26 @@ def test_latex_table_compiles_with_pdflatex(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
     assert (tmp_path / "tables.pdf").stat().st_size > 1000
     assert "Undefined control sequence" not in result.stdout
+
+
+def test_published_fids_on_other_features_get_a_board_of_their_own(synthetic, tmp_path):
+    """An Inception FID published for a board whose FIDs we compute on the domain CNN is a
+    different quantity: its row goes to `<board>:inception-v3`, never into our fid column."""
+    store, baselines, _ = synthetic
+    (baselines / "y.toml").write_text(
+        '[[result]]\nmodel = "made"\nlabel = "GAN (Other 2001)"\nboard = "digits/binary"\nfeatures = "inception-v3"\n'
+        'metric = "fid"\nvalue = 3.5\nunit = ""\nkind = "score"\ncitation = "Other, B. (2001). Far things. Venue."\n'
+        'protocol = "p"\n')
+    boards = build_leaderboards(load_results(store), load_baselines(baselines), dataset="digits")
+    assert set(boards) == {"digits/binary", "digits/binary:inception-v3"}
+    ours = boards["digits/binary"]
+    assert "GAN (Other 2001)" not in set(ours.rows.label)
+    assert 3.5 not in set(ours.mean["fid"].dropna())  # our column holds only domain-CNN values
+    apart = boards["digits/binary:inception-v3"]
+    assert list(apart.rows.label) == ["GAN (Other 2001)"] and apart.mean["fid"].iloc[0] == 3.5
+    assert any("inception-v3 features" in note and "never compared" in note for note in apart.notes)
+    # the committed MNIST rows from Lucic et al. land apart from our domain-CNN FIDs
+    committed = build_leaderboards(load_results(RESULTS), load_baselines(BASELINES), dataset="mnist")
+    inception = committed["mnist/dequantized:inception-v3"]
+    assert (inception.rows.source == "published").all() and len(inception.rows) == 7
+    assert not committed["mnist/dequantized"].rows.label.str.contains("Lucic").any()
