@@ -139,7 +139,15 @@ def test_ais_and_raise_against_exact_on_trained_model(trained):
     assert float(gap.mean()) <= 3 * float(gap.std()) / math.sqrt(len(gap))
     assert float(gap.mean()) > -2.0
     values = {v.name: v for v in evaluate(model, dataset, EvalContext(quick=True), only=["exact_nll", "ais_nll"])}
-    assert abs(values["ais_nll"].value - values["nll"].value) < 0.1
+    ais, exact_nll = values["ais_nll"], values["nll"].value
+    # The quick evaluation's AIS (short schedule) carries its own uncertainty: the exact NLL
+    # must lie inside the NLL range its log Z +- 3 sd implies. A fixed 0.1-nat tolerance was
+    # under 2 sd of this estimator and failed on a machine whose BLAS trained a slightly
+    # different model (error 0.107, range 0.35 wide, exact inside); a wrong path or base
+    # rate is off by nats and still fails both checks.
+    low, high = sorted((ais.protocol["nll_at_log_z_minus_3sd"], ais.protocol["nll_at_log_z_plus_3sd"]))
+    assert low <= exact_nll <= high, (low, exact_nll, high)
+    assert abs(ais.value - exact_nll) < 0.5
 
 
 def _autograd_training_step(model, x, optimizer):
