@@ -46,6 +46,8 @@ METRIC_COLUMNS = [
     "metric", "value", "unit", "stderr", "kind", "estimator", "higher_is_better", "n", "split",
     "extractor", "interval_low", "interval_high", "protocol",
 ]
+# `board:features`: the board of published sample metrics on another feature network (published_board)
+FEATURES_SEPARATOR = ":"
 BASELINE_COLUMNS = ["board", "model", "label", "metric", "value", "unit", "kind", "estimator",
                     "citation", "cite_key", "protocol", "file", "source", "reproduce"]
 
@@ -177,9 +179,6 @@ def load_baselines(directory: str | Path | None = None) -> pd.DataFrame:
             "reproduce": entry.get("reproduce"),  # the protocol our reproduction of it runs, if any
         })
     return pd.DataFrame(rows, columns=BASELINE_COLUMNS)
-
-
-FEATURES_SEPARATOR = ":"
 
 
 def published_board(entry: dict) -> str:

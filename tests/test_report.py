@@ -281,7 +281,7 @@ def test_latex_table_compiles_with_pdflatex(tmp_path):
     assert "Undefined control sequence" not in result.stdout
 
 
-def test_published_fids_on_other_features_get_a_board_of_their_own(synthetic, tmp_path):
+def test_published_fids_on_other_features_get_a_board_of_their_own(synthetic):
     """An Inception FID published for a board whose FIDs we compute on the domain CNN is a
     different quantity: its row goes to `<board>:inception-v3`, never into our fid column."""
     store, baselines, _ = synthetic
