@@ -25,6 +25,13 @@ A sweep file::
     train_options = { lr = 1e-3 }                 #  lists are grid axes here too)
     datasets = ["ring8/continuous"]               # optional: this variant's boards (default: the sweep's)
 
+A sweep may start from another one: ``extends = "gans_mnist.toml"`` (a path relative to this
+file) reads that sweep first, then this file's keys on top: tables (``[train_options]``,
+``[model_options.nade]``, ...) merge key by key, everything else (lists included:
+``models``, ``seeds``, ``[[variants]]``) replaces. So a longer run of a committed sweep
+states only what differs (``[train_options] epochs = 25``), and the two cannot drift apart.
+Write ``variants = []`` to drop the base's variants.
+
 Design (why it is safe to kill anything at any time):
 
 * The driver (this process) is the only writer of the results store. A task trains in a
@@ -52,13 +59,40 @@ from pathlib import Path
 from dgmbench.validation import ConfigError, read_toml_file
 
 SWEEP_KEYS = {"models", "datasets", "seeds", "quick", "device", "cpus_per_run", "model_options",
-              "train_options", "eval_options", "max_retries", "variants"}
+              "train_options", "eval_options", "max_retries", "variants", "extends"}
 VARIANT_KEYS = {"model", "datasets", "model_options", "train_options", "eval_options"}
 
 
 # --------------------------------------------------------------------------- the grid
-def read_sweep(path: Path) -> dict:
+def _merged(base: dict, override: dict) -> dict:
+    """`override` over `base`: tables merge recursively, any other value replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_extended(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The sweep file at `path` with its `extends` chain resolved (base first)."""
+    path = Path(path)
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise ConfigError(f"sweep file {path}: `extends` loops back on itself ({chain}); remove one `extends`")
     sweep = read_toml_file(path, f"sweep file {path}")
+    base_name = sweep.pop("extends", None)
+    if base_name is None:
+        return sweep
+    if not isinstance(base_name, str):
+        raise ConfigError(f"sweep file {path}: `extends` must be a file name, e.g. extends = \"gans_mnist.toml\"")
+    base_path = path.parent / base_name
+    if not base_path.is_file():
+        raise ConfigError(f"sweep file {path}: `extends` names {base_path}, which does not exist "
+                          f"(the path is relative to {path.parent})")
+    return _merged(_read_extended(base_path, (*seen, path.resolve())), sweep)
+
+
+def read_sweep(path: Path) -> dict:
+    sweep = _read_extended(path)
     unknown = sorted(set(sweep) - SWEEP_KEYS)
     if unknown:
         raise ConfigError(f"sweep file {path}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(SWEEP_KEYS))}")

@@ -75,6 +75,49 @@ def test_the_committed_gan_mnist_sweep_is_the_planned_grid():
                for s in specs)
 
 
+def test_extends_merges_tables_and_replaces_lists(tmp_path):
+    (tmp_path / "base.toml").write_text(
+        'models = ["nade", "fvsbn"]\nseeds = [0, 1]\nquick = true\n'
+        '[model_options.nade]\nhidden = 8\n[train_options]\nepochs = 1\nbatch_size = 7\n'
+        '[[variants]]\nmodel = "fvsbn"\ndatasets = ["binarized_mnist/fixed"]\n')
+    (tmp_path / "long.toml").write_text(
+        'extends = "base.toml"\nseeds = [3]\nvariants = []\n[train_options]\nepochs = 4\n')
+    specs = expand(read_sweep(tmp_path / "long.toml"), str(tmp_path / "r"), str(tmp_path / "w"))
+    assert sorted(s.model for s in specs) == ["fvsbn", "nade"]  # the base's variant dropped
+    assert {s.seed for s in specs} == {3}  # lists replace
+    assert all(s.train_options == {"epochs": 4, "batch_size": 7} for s in specs)  # tables merge
+    assert [s.model_options for s in specs if s.model == "nade"] == [{"hidden": 8}]
+
+
+def test_extends_names_a_missing_file_or_a_loop_in_one_line(tmp_path):
+    (tmp_path / "a.toml").write_text('extends = "b.toml"\nmodels = ["nade"]\n')
+    with pytest.raises(ConfigError, match="b.toml, which does not exist"):
+        read_sweep(tmp_path / "a.toml")
+    (tmp_path / "b.toml").write_text('extends = "a.toml"\n')
+    with pytest.raises(ConfigError, match="loops back on itself"):
+        read_sweep(tmp_path / "a.toml")
+
+
+def test_the_committed_long_sweeps_differ_from_their_base_only_in_length():
+    sweeps = Path(__file__).resolve().parents[1] / "sweeps"
+
+    def grid(name):
+        return expand(read_sweep(sweeps / name), "results", ".dgmbench")
+
+    def same_but_length(spec):
+        train = {k: v for k, v in spec.train_options.items() if k not in ("epochs", "patience")}
+        # (not the dataset: the long GAN sweep adds Fashion-MNIST for every model)
+        return spec.model, sorted(spec.model_options.items()), sorted(train.items()), sorted(spec.eval_options.items())
+
+    for long, base in (("gans_mnist_long.toml", "gans_mnist.toml"), ("flows_mnist_long.toml", "flows_mnist.toml"),
+                       ("latent_mnist_long.toml", "latent_mnist.toml"), ("latent_mnist_k50.toml", "latent_mnist.toml")):
+        base_runs = {repr(same_but_length(s)) for s in grid(base)}
+        long_specs = grid(long)
+        assert long_specs and all(repr(same_but_length(s)) in base_runs for s in long_specs), long
+        base_epochs = max(s.train_options["epochs"] for s in grid(base))
+        assert min(s.train_options["epochs"] for s in long_specs) > base_epochs, long
+
+
 def test_a_bad_sweep_file_fails_with_one_line(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('models = ["nade"]\nsedes = [0]\n')
