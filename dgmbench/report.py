@@ -255,6 +255,9 @@ def _build_board(board, ours, published, metrics, all_metrics, higher) -> Leader
         if "nll" not in present or (ours.get("value_type", pd.Series(dtype=str)) != "binary").any():
             wanted |= {"bpd"}  # bits/dim is how multi-level image data are compared in the literature
         wanted |= set(published.metric) & {m for ms in HEADLINE.values() for m in ms}  # published headline numbers
+        # the metric a run reproduces (e.g. a Parzen estimate) is shown beside its published number
+        links = ours.get("reproduces", pd.Series(dtype=object))
+        wanted |= {link["metric"] for link in links if isinstance(link, dict) and "metric" in link}
         columns = sorted(present & wanted, key=_metric_order)
     if not columns:
         return None

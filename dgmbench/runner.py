@@ -221,6 +221,24 @@ def identity_config(model_config) -> dict:
     return fields
 
 
+def evaluate_run(model, dataset, settings: dict, device, seed: int, quick: bool, workdir: str) -> list:
+    """A run's evaluation on the test split: its settings (``-e``), its seed for every
+    sample-based metric, numpy's BLAS at one thread. Shared by the runner and
+    scripts/evaluate_checkpoint.py, so a checkpoint scored later gets the record's protocol."""
+    ctx = EvalContext(
+        split="test",
+        batch_size=int(settings.get("batch_size", 100)),
+        device=device,
+        seed=seed,
+        quick=quick,
+        settings=settings,
+        workdir=str(Path(workdir) / "cache"),
+    )
+    only = settings.get("metrics")  # e.g. -e 'metrics=["exact_likelihood"]'; default: all that apply
+    with metric_thread_limits():  # numpy's BLAS at one thread (provenance.METRIC_BLAS_THREADS)
+        return evaluate(model, dataset, ctx, only=[only] if isinstance(only, str) else only)
+
+
 def checkpoint_selection(model, summary) -> str:
     """Which checkpoint was evaluated, in words, for the record."""
     if summary.best_validation is None:
@@ -395,18 +413,7 @@ def _train_evaluate_record(spec, cls, dataset, model, model_config, train_config
         return {}
 
     eval_tic = time.perf_counter()
-    ctx = EvalContext(
-        split="test",
-        batch_size=int(settings.get("batch_size", 100)),
-        device=device,
-        seed=spec.seed,
-        quick=spec.quick,
-        settings=settings,
-        workdir=str(Path(spec.workdir) / "cache"),
-    )
-    only = settings.get("metrics")  # e.g. -e 'metrics=["exact_likelihood"]'; default: all that apply
-    with metric_thread_limits():  # numpy's BLAS at one thread (provenance.METRIC_BLAS_THREADS)
-        metrics = evaluate(model, dataset, ctx, only=[only] if isinstance(only, str) else only)
+    metrics = evaluate_run(model, dataset, settings, device, spec.seed, spec.quick, spec.workdir)
     eval_seconds = time.perf_counter() - eval_tic
 
     torch.manual_seed(spec.seed)
