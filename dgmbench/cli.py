@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume-from", metavar="RUN",
                      help="continue training from this run's last good checkpoint (a run directory under "
                           "<workdir>/runs, or its run key) with the training options given here, e.g. a lower lr")
+    run.add_argument("--reuse-training", metavar="RUN",
+                     help="evaluate again, under the -e settings given here, a finished run trained with the same "
+                          "model, dataset, options and seed (its directory or run key), instead of training again")
     run.add_argument("--stop-after-hours", type=float, default=None, metavar="H",
                      help="pause each run at the last epoch boundary before H hours of this invocation (checkpoint "
                           "kept, interim record written); the same command continues it. Not part of the protocol")
@@ -156,11 +159,12 @@ def _spec_from_args(args, model: str, seed: int, config: dict):
         force=args.force,
         progress=not args.no_progress,
         resume_from=args.resume_from or run_table.get("resume_from"),
+        reuse_training=args.reuse_training or run_table.get("reuse_training"),
         stop_after_hours=args.stop_after_hours,
     )
 
 
-CONFIG_TABLES = {"run": {"model", "dataset", "seed", "device", "quick", "resume_from"},
+CONFIG_TABLES = {"run": {"model", "dataset", "seed", "device", "quick", "resume_from", "reuse_training"},
                  "model": None, "train": None, "eval": None}  # None: keys checked against the Config
 
 

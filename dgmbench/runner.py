@@ -16,6 +16,12 @@ file): the same command started twice waits for the first and then reports its r
 training options (e.g. a lower learning rate after a non-finite loss); the record says
 which run and epoch it continued from, and that run's key is part of this run's key.
 
+``reuse_training`` evaluates a finished run again under other evaluation settings (e.g.
+``-e iwae_k=5000`` after a run scored with 200) without retraining: the run is the one the
+same command would train (same key, same ``command``), its checkpoints are copied from the
+named run, which must have the same model, board, options, seed and finished training;
+the record names that run (``training_reused_from``).
+
 ``stop_after_hours`` limits one invocation, not the protocol (it is not part of the run
 key): a run longer than the limit pauses at an epoch boundary, its best checkpoint so far
 is evaluated and written as an *interim* record (``<results>/interim/``, with the epochs
@@ -80,6 +86,9 @@ class RunSpec:
     reproduces: dict | None = None
     # a limit of this invocation: pause (checkpoint, interim record) before it is passed
     stop_after_hours: float | None = None
+    # a finished run (directory or key) whose training this run shares: evaluate its
+    # checkpoints under this run's evaluation settings instead of training again
+    reuse_training: str | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -137,9 +146,14 @@ def validate(spec: RunSpec) -> None:
         raise ConfigError(f"--stop-after-hours {hours!r} is not valid: give a number of hours > 0, e.g. 1.5")
     if spec.resume_from is not None:
         find_run_dir(spec.resume_from, spec.workdir)
+    if spec.reuse_training is not None:
+        if spec.resume_from is not None:
+            raise ConfigError("--reuse-training and --resume-from exclude each other: reuse a finished run's "
+                              "training, or continue training from a run, not both")
+        find_run_dir(spec.reuse_training, spec.workdir, "--reuse-training")
 
 
-def find_run_dir(ref: str, workdir: str) -> Path:
+def find_run_dir(ref: str, workdir: str, flag: str = "--resume-from") -> Path:
     """The run directory `ref` names: a path, or a run key (prefix, >= 6 hex digits) of a
     run under <workdir>/runs. It must hold a checkpoint to continue from."""
     path = Path(ref)
@@ -149,11 +163,11 @@ def find_run_dir(ref: str, workdir: str) -> Path:
         matches = [m for m in matches if m.name.rsplit("__", 1)[-1].startswith(ref.lower()[:12])]
         if len(matches) != 1:
             found = "several runs match it" if matches else f"no run directory and no run key under {runs}"
-            raise ConfigError(f"--resume-from {ref!r}: {found}; give a run directory "
+            raise ConfigError(f"{flag} {ref!r}: {found}; give a run directory "
                               f"(e.g. {runs}/<model>__<board>__<key>) or a longer run key")
         path = matches[0]
     if not (path / LAST).exists():
-        raise ConfigError(f"--resume-from {ref!r}: {path} holds no checkpoint ({LAST}) to continue from")
+        raise ConfigError(f"{flag} {ref!r}: {path} holds no checkpoint ({LAST})")
     return path
 
 
@@ -282,6 +296,7 @@ def run(spec: RunSpec, log=print) -> dict:
     board_stem = f"{spec.model}__{info.board.replace('/', '__')}"
     continued_from = _continuation(spec, board_stem, train_config) if spec.resume_from is not None else None
     identity, group_hash, run_key = run_identity(spec, info.board, model_config, train_config, continued_from)
+    reused = _reused_training(spec, identity, run_key, train_config) if spec.reuse_training is not None else None
     store = ResultsStore(Path(spec.results_dir))
     if store.existing(run_key) and not spec.force:
         path = store.existing(run_key)[0]
@@ -304,8 +319,12 @@ def run(spec: RunSpec, log=print) -> dict:
             path = store.existing(run_key)[0]
             log(f"already recorded: {path} (use --force to run it again)")
             return store.load_one(path)
+        if reused is not None and not (run_dir / LAST).exists():
+            _copy_checkpoints(Path(reused["run_dir"]), run_dir)
+            log(f"reusing the training of {reused['run']} (epoch {reused['epoch']}): evaluating only")
         return _train_evaluate_record(spec, cls, dataset, model, model_config, train_config, device, settings,
-                                      identity, run_key, group_hash, run_dir, store, continued_from, tic, log)
+                                      identity, run_key, group_hash, run_dir, store, continued_from, tic, log,
+                                      reused)
 
 
 @contextlib.contextmanager
@@ -349,6 +368,43 @@ def _continuation(spec: RunSpec, board_stem: str, train_config: TrainConfig) -> 
             "optimizer_state": "reset: optimisers start afresh under this run's training options"}
 
 
+def _reused_training(spec: RunSpec, identity: dict, run_key: str, train_config: TrainConfig) -> dict:
+    """What --reuse-training reuses: a finished run whose identity equals this run's in
+    everything but the evaluation settings (and seed-for-seed), or a one-line error."""
+    flag = "--reuse-training"
+    source = find_run_dir(spec.reuse_training, spec.workdir, flag).resolve()
+    meta = _read_run_meta(source)
+    theirs = meta.get("identity")
+    if not isinstance(theirs, dict):
+        raise ConfigError(f"{flag} {spec.reuse_training!r}: {source} has no readable {RUN_META}; rerun training instead")
+    same = {k: v for k, v in identity.items() if k != "eval_settings"}
+    if {k: v for k, v in theirs.items() if k != "eval_settings"} != json.loads(json.dumps(same, default=str)) \
+            or meta.get("run_key") != config_hash({**theirs, "seed": spec.seed}):
+        differs = sorted(k for k in set(same) | set(theirs) - {"eval_settings"}
+                         if json.dumps(same.get(k), default=str, sort_keys=True)
+                         != json.dumps(theirs.get(k), default=str, sort_keys=True))
+        what = ", ".join(differs) if differs else "seed"
+        raise ConfigError(f"{flag} {spec.reuse_training!r}: that run was trained differently ({what}); give the same "
+                          "model, dataset, -o/-t options and seed, changing only -e")
+    if meta.get("run_key") == run_key:
+        raise ConfigError(f"{flag} {spec.reuse_training!r}: that is this very run (same -e settings); change an -e "
+                          "setting, or drop the flag")
+    ckpt = load_checkpoint(source / LAST)
+    epoch = int(ckpt["epoch"])
+    if epoch < train_config.epochs and not ckpt.get("stopped_early"):
+        raise ConfigError(f"{flag} {spec.reuse_training!r}: that run has trained {epoch} of {train_config.epochs} "
+                          "epochs; finish it first (rerun its command)")
+    return {"run": source.name, "run_dir": str(source), "run_key": meta["run_key"], "epoch": epoch}
+
+
+def _copy_checkpoints(source: Path, run_dir: Path) -> None:
+    """The finished run's checkpoints (optimiser state included) into this run's directory:
+    the trainer resumes at their last epoch and so trains nothing."""
+    for name in (BEST, LAST):
+        if (source / name).exists():
+            save_checkpoint(load_checkpoint(source / name), run_dir / name)
+
+
 def _read_run_meta(run_dir: Path) -> dict:
     try:
         return json.loads((run_dir / RUN_META).read_text())
@@ -389,7 +445,7 @@ def _advice(spec: RunSpec, err: NonFiniteLossError, train_config: TrainConfig, r
 
 
 def _train_evaluate_record(spec, cls, dataset, model, model_config, train_config, device, settings, identity,
-                           run_key, group_hash, run_dir, store, continued_from, tic, log) -> dict:
+                           run_key, group_hash, run_dir, store, continued_from, tic, log, reused=None) -> dict:
     info = dataset.info
     if distributed.is_main():
         (run_dir / RUN_META).write_text(json.dumps({"run_key": run_key, "identity": identity}, indent=1, default=str))
@@ -439,6 +495,8 @@ def _train_evaluate_record(spec, cls, dataset, model, model_config, train_config
         "eval_settings": settings,
         "continued_from": continued_from,
         "reproduces": spec.reproduces,
+        # the training was that of this run (same key but for -e), evaluated again
+        "training_reused_from": None if reused is None else {k: reused[k] for k in ("run", "run_key", "epoch")},
         "metrics": [m.to_dict() for m in metrics],
         "training": {
             "epochs_completed": summary.epochs_completed,
