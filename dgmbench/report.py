@@ -208,10 +208,11 @@ def _row_labels(frame: pd.DataFrame) -> pd.Series:
         prefix = model + (" (quick)" if suite == "quick" else "")
         mine = {chash: _distinguishing(configs, chash) for chash in configs}
         for text in {t for t in mine.values() if list(mine.values()).count(t) > 1}:
-            # options cut off at the first few keys can coincide: say what tells these apart
+            # options cut off at the first few keys can coincide: add what tells these apart
+            # (kept after the shared text, so each label still says how it differs from the rest)
             clash = {chash: configs[chash] for chash, t in mine.items() if t == text}
             for chash in clash:
-                mine[chash] = _distinguishing(clash, chash)
+                mine[chash] = f"{text[:-1]}; {_distinguishing(clash, chash)[2:-1]}]"
         for chash, text in mine.items():
             if list(mine.values()).count(text) > 1 or not text and len(mine) > 1:
                 text = f"{text[:-1]}, #{chash[:6]}]" if text else f" [#{chash[:6]}]"
