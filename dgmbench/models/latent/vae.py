@@ -19,6 +19,14 @@ Options:
   to 1 over this many steps (KL annealing, Bowman et al. 2016); 0 disables it.
 * ``free_bits``: the training loss uses sum_j max(lambda, E_batch KL_j) per latent unit j
   (Kingma et al. 2016, Sec. C.8); 0 disables it.
+* ``activation`` ("tanh", KW's choice, or "relu") of the MLP's hidden layers, and
+  ``encoder_layers`` when the encoder has another depth than the decoder (``layers``).
+* ``optimizer``: "adam", or "sgd" with ``momentum``, optionally ramped linearly to
+  ``final_momentum`` between the update counts ``momentum_ramp_updates``, and the learning
+  rate divided by ``lr_decay`` after every update, not below ``min_lr``: the schedule of
+  pylearn2's released VAE example (its ``MomentumAdjustor`` and ``ExponentialDecay``; the
+  ramp there is by epochs, here by updates). PyTorch's momentum update (v = m v + g,
+  p -= lr v) equals pylearn2's (v = m v - lr g, p += v) at a constant learning rate.
 
 Annealing and free bits change only the training loss; ``elbo`` always reports the true
 bound, with its reconstruction and KL parts. ``posterior_mean`` feeds the active-units
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -48,14 +57,16 @@ LOG_2PI = math.log(2 * math.pi)
 DECODERS = ("auto", "bernoulli", "gaussian", "logistic")
 DECODER_FOR_DATA = {"binary": "bernoulli", "continuous": "gaussian", "discrete": "logistic"}
 ARCHITECTURES = ("mlp", "conv")
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+OPTIMIZERS = ("adam", "sgd")
 
 
-def mlp(sizes: list[int]) -> nn.Sequential:
+def mlp(sizes: list[int], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(nn.Tanh())
+            layers.append(activation())
     return nn.Sequential(*layers)
 
 
@@ -140,6 +151,19 @@ class VAEConfig:
     flow_hidden: int = 320  # iaf: width of each MADE's two hidden layers (Kingma et al. Table 1)
     flow_context: int = 50  # iaf: size of the encoder's context h(x) fed to every MADE
     iwae_chunk: int = 1000  # importance samples evaluated per pass (memory bound)
+    activation: str = "tanh"  # hidden layers of the mlp: "tanh" (KW) | "relu"
+    encoder_layers: int | None = None  # hidden layers of the encoder when not `layers`
+    optimizer: str = "adam"  # "adam" | "sgd" (learning rate: the training option lr)
+    momentum: float = 0.0  # sgd: momentum (at the start of the ramp, if any)
+    final_momentum: float | None = None  # sgd: momentum ramped linearly to this ...
+    momentum_ramp_updates: tuple[int, int] = (0, 0)  # ... between these update counts
+    lr_decay: float = 1.0  # learning rate divided by this after every update ...
+    min_lr: float = 0.0  # ... not below this
+    # options whose defaults leave the model and its training as they were: runs recorded
+    # before the options existed keep their run keys
+    identity_neutral: ClassVar[tuple[str, ...]] = (
+        "activation", "encoder_layers", "optimizer", "momentum", "final_momentum", "momentum_ramp_updates",
+        "lr_decay", "min_lr")
 
 
 @register_model("vae")
@@ -167,6 +191,23 @@ class VAE(GenerativeModel, LowerBound):
             raise ValueError("kl_warmup and free_bits must be >= 0")
         if config.free_bits > 0 and config.posterior != "gaussian":
             raise ValueError("free_bits needs posterior='gaussian' (a closed-form KL per latent unit)")
+        if config.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {config.activation!r}")
+        if config.encoder_layers is not None and config.encoder_layers < 0:
+            raise ValueError(f"encoder_layers must be >= 0 (or none: as `layers`), got {config.encoder_layers}")
+        if config.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
+        if (config.momentum or config.final_momentum is not None) and config.optimizer != "sgd":
+            raise ValueError(f"momentum and final_momentum are SGD's; optimizer is {config.optimizer!r}: use optimizer=sgd")
+        for name in ("momentum", "final_momentum"):
+            value = getattr(config, name)
+            if value is not None and not 0 <= value < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
+        start, end = config.momentum_ramp_updates
+        if config.final_momentum is not None and not 0 <= start < end:
+            raise ValueError(f"momentum_ramp_updates must be (start, end) with 0 <= start < end, got {(start, end)}")
+        if config.lr_decay < 1 or config.min_lr < 0:
+            raise ValueError(f"lr_decay must be >= 1 and min_lr >= 0, got {config.lr_decay} and {config.min_lr}")
         # image layout of x: (C, H, W); vectors become (1, 1, D)
         self.image_shape = tuple(info.shape) if info.is_image else (1, 1, info.dim)
         channels = self.image_shape[0]
@@ -180,7 +221,8 @@ class VAE(GenerativeModel, LowerBound):
         def make_encoder(out: int) -> nn.Module:
             if config.architecture == "conv":
                 return nn.Sequential(nn.Unflatten(-1, self.image_shape), ConvEncoder(self.image_shape, out))
-            return mlp([d] + [h] * config.layers + [out])
+            depth = config.layers if config.encoder_layers is None else config.encoder_layers
+            return mlp([d] + [h] * depth + [out], ACTIVATIONS[config.activation])
 
         # the encoder is built before the decoder (the order of their random initialisation)
         if config.posterior == "gaussian":
@@ -191,7 +233,8 @@ class VAE(GenerativeModel, LowerBound):
         if config.architecture == "conv":
             self.decoder = ConvDecoder(z, self.image_shape, outputs)
         else:
-            self.decoder = nn.Sequential(mlp([z] + [h] * config.layers + [outputs * d]), nn.Unflatten(-1, (outputs, *self.image_shape[1:])))
+            self.decoder = nn.Sequential(mlp([z] + [h] * config.layers + [outputs * d], ACTIVATIONS[config.activation]),
+                                         nn.Unflatten(-1, (outputs, *self.image_shape[1:])))
         self.posterior_module = posterior
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # for KL annealing
 
@@ -243,6 +286,28 @@ class VAE(GenerativeModel, LowerBound):
             chunks.append(self.log_likelihood(x, z) + self.log_prior(z) - log_q)  # (m, n)
         log_w = torch.cat(chunks)
         return torch.logsumexp(log_w, dim=0) - math.log(k)
+
+    def configure_optimizers(self, train):
+        if self.config.optimizer == "sgd":
+            return {"model": torch.optim.SGD(self.parameters(), lr=train.lr, momentum=self.config.momentum,
+                                             weight_decay=train.weight_decay)}
+        return super().configure_optimizers(train)
+
+    def training_step(self, x, optimizers, train, y=None):
+        self.apply_schedule(optimizers["model"], train.lr)
+        return super().training_step(x, optimizers, train, y)
+
+    def apply_schedule(self, optimizer: torch.optim.Optimizer, base_lr: float) -> None:
+        """Learning rate and momentum for the next update, from the updates done so far
+        (``steps``, saved with the model, so a resumed run continues the schedule)."""
+        c, done = self.config, int(self.steps)
+        for group in optimizer.param_groups:
+            if c.lr_decay != 1.0:
+                group["lr"] = max(c.min_lr, base_lr / c.lr_decay**done)
+            if c.final_momentum is not None:
+                start, end = c.momentum_ramp_updates
+                progress = min(1.0, max(0.0, (done - start) / (end - start)))
+                group["momentum"] = c.momentum + (c.final_momentum - c.momentum) * progress
 
     def kl_weight(self) -> float:
         if self.config.kl_warmup == 0:

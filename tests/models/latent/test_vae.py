@@ -166,3 +166,38 @@ def test_active_units_count_only_the_units_the_posterior_uses():
     means = model.posterior_mean(x)
     assert means[:, 2:4].var(0).max() == 0
     assert active_units(means) == 2
+
+
+def test_relu_layers_and_a_separate_encoder_depth():
+    model = build_model("vae", vector_info(D), latent=2, hidden=8, layers=2, encoder_layers=1, activation="relu")
+    encoder_linears = [m for m in model.posterior_module.modules() if isinstance(m, torch.nn.Linear)]
+    decoder_linears = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(encoder_linears) == 2 and len(decoder_linears) == 3  # 1 and 2 hidden layers
+    assert any(isinstance(m, torch.nn.ReLU) for m in model.modules())
+    assert not any(isinstance(m, torch.nn.Tanh) for m in model.modules())
+    with pytest.raises(ValueError, match="activation must be one of tanh, relu"):
+        build_model("vae", vector_info(D), activation="gelu")
+
+
+def test_sgd_schedule_follows_the_pylearn2_rules_update_by_update():
+    """lr_t = max(min_lr, lr / decay^t); momentum linear from `momentum` to `final_momentum`
+    between the update counts of the ramp; both from the updates done so far."""
+    from dgmbench.models.base import TrainConfig
+
+    model = build_model("vae", vector_info(D), latent=2, hidden=8, optimizer="sgd", momentum=0.1,
+                        final_momentum=0.9, momentum_ramp_updates=(2, 4), lr_decay=2.0, min_lr=0.1)
+    train = TrainConfig(lr=1.0)
+    optimizers = model.configure_optimizers(train)
+    assert isinstance(optimizers["model"], torch.optim.SGD)
+    x = torch.bernoulli(torch.full((4, D), 0.5))
+    seen = []
+    for _ in range(6):
+        before = [p.detach().clone() for p in model.parameters()]
+        model.training_step(x, optimizers, train)
+        group = optimizers["model"].param_groups[0]
+        seen.append((group["lr"], group["momentum"]))
+        assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert [lr for lr, _ in seen] == pytest.approx([1.0, 0.5, 0.25, 0.125, 0.1, 0.1])
+    assert [m for _, m in seen] == pytest.approx([0.1, 0.1, 0.1, 0.5, 0.9, 0.9])
+    with pytest.raises(ValueError, match="use optimizer=sgd"):
+        build_model("vae", vector_info(D), final_momentum=0.9, momentum_ramp_updates=(0, 1))
