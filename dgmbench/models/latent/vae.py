@@ -52,6 +52,7 @@ from torch import nn
 from dgmbench.models.base import Bound, GenerativeModel, LowerBound, register_model
 from dgmbench.models.latent.flow_posteriors import flow_posterior
 from dgmbench.models.layers import discretized_logistic
+from dgmbench.train.schedules import decayed_lr, ramped_momentum
 
 LOG_2PI = math.log(2 * math.pi)
 DECODERS = ("auto", "bernoulli", "gaussian", "logistic")
@@ -303,11 +304,9 @@ class VAE(GenerativeModel, LowerBound):
         c, done = self.config, int(self.steps)
         for group in optimizer.param_groups:
             if c.lr_decay != 1.0:
-                group["lr"] = max(c.min_lr, base_lr / c.lr_decay**done)
+                group["lr"] = decayed_lr(base_lr, done, c.lr_decay, c.min_lr)
             if c.final_momentum is not None:
-                start, end = c.momentum_ramp_updates
-                progress = min(1.0, max(0.0, (done - start) / (end - start)))
-                group["momentum"] = c.momentum + (c.final_momentum - c.momentum) * progress
+                group["momentum"] = ramped_momentum(done, c.momentum, c.final_momentum, c.momentum_ramp_updates)
 
     def kl_weight(self) -> float:
         if self.config.kl_warmup == 0:

@@ -89,6 +89,7 @@ from dgmbench.models.gans.layers.networks import (
     reference_latents,
     uniform_init_,
 )
+from dgmbench.train.schedules import decayed_lr, ramped_momentum
 
 PRIORS = ("normal", "uniform")
 CRITIC_INPUTS = ("symmetric", "unit")
@@ -401,13 +402,12 @@ class AdversarialModel(GenerativeModel, Implicit):
                 base = {"discriminator": c.lr_discriminator, "generator": c.lr_generator}.get(name)
                 base = train.lr if base is None else base
                 for group in optimizer.param_groups:
-                    group["lr"] = max(c.min_lr, base / c.lr_decay**updates)
+                    group["lr"] = decayed_lr(base, updates, c.lr_decay, c.min_lr)
         if c.final_momentum is not None:
-            start, end = c.momentum_ramp_updates
-            progress = min(1.0, max(0.0, (updates - start) / (end - start)))
+            momentum = ramped_momentum(updates, c.momentum, c.final_momentum, c.momentum_ramp_updates)
             for optimizer in optimizers.values():
                 for group in optimizer.param_groups:
-                    group["momentum"] = c.momentum + (c.final_momentum - c.momentum) * progress
+                    group["momentum"] = momentum
 
     def _simultaneous_step(self, x, optimizers, train, labels) -> dict[str, float]:
         """One forward pass; each player steps on its own loss's gradient (AdversaryCost2)."""
